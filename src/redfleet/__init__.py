@@ -1,0 +1,3 @@
+"""redfleet: one control plane from the BMC to the scheduler for GPU clouds."""
+
+__version__ = "0.1.0"
