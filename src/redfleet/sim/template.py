@@ -1,0 +1,203 @@
+"""A Redfish tree loaded once and shared by every simulated BMC of its flavor.
+
+Each resource is kept as compact JSON bytes (the fast path serves them as they are, after the per-node identity
+substitution) and parsed on demand; parsed documents are cached and must be treated as read-only (callers that
+change a document work on :meth:`Template.copy_doc`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from redfleet.sim.identity import HOST_KEYS, is_identity_value
+
+Doc = dict[str, Any]
+
+# Parts of a tree that describe schemas or registries: served as captured, never given per-node identity.
+_STATIC_PARTS = ("/JsonSchemas", "/Registries", "/SchemaStore", "/RegistryStore", "/schema", "/$metadata", "/odata")
+_STATIC_PARTS_LOWER = tuple(p.lower() for p in _STATIC_PARTS)
+
+JSON_TYPE = "application/json;charset=utf-8"
+XML_TYPE = "application/xml;charset=utf-8"
+
+
+class Res:
+    """One resource of a template: its bytes, the identity values it contains, its captured ETag."""
+
+    __slots__ = ("body", "ctype", "doc", "etag_fragment", "idents", "is_collection")
+
+    def __init__(self, body: bytes, ctype: str) -> None:
+        self.body = body
+        self.ctype = ctype
+        self.idents: tuple[str, ...] = ()
+        self.etag_fragment: bytes | None = None  # b'"@odata.etag":"W/\\"AA\\""' as serialized
+        self.doc: Doc | None = None
+        self.is_collection = False
+
+
+@dataclass(frozen=True)
+class IdentKind:
+    host: bool = False  # HostName/FQDN: replaced by the node name
+    bmc: bool = False  # under /Managers: node-00001-bmc
+
+
+@dataclass
+class Template:
+    name: str
+    root: Path
+    case_insensitive: bool = False
+    resources: dict[str, Res] = field(default_factory=dict)
+    lower: dict[str, str] = field(default_factory=dict)
+    idents: dict[str, IdentKind] = field(default_factory=dict)
+
+    # ---- lookup -------------------------------------------------------------------------------------------
+    def find(self, path: str) -> str | None:
+        """The canonical path of ``path`` in this tree (trailing slash ignored; case too where the flavor does)."""
+        if path in self.resources:
+            return path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+            if path in self.resources:
+                return path
+        if self.case_insensitive:
+            return self.lower.get(path.lower())
+        return None
+
+    def get(self, path: str) -> Res | None:
+        return self.resources.get(path)
+
+    def doc(self, path: str) -> Doc | None:
+        """The parsed document at a canonical path (shared: do not mutate)."""
+        res = self.resources.get(path)
+        if res is None or res.ctype != JSON_TYPE:
+            return None
+        if res.doc is None:
+            try:
+                res.doc = orjson.loads(res.body)
+            except orjson.JSONDecodeError:
+                return None
+        return res.doc
+
+    def copy_doc(self, path: str) -> Doc | None:
+        """A private deep copy of the document at ``path``."""
+        res = self.resources.get(path)
+        if res is None or res.ctype != JSON_TYPE:
+            return None
+        try:
+            value = orjson.loads(res.body)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def members(self, path: str) -> list[str]:
+        doc = self.doc(path) or {}
+        out = []
+        for m in doc.get("Members") or []:
+            if isinstance(m, dict) and isinstance(m.get("@odata.id"), str):
+                out.append(m["@odata.id"])
+        return out
+
+    def paths(self) -> list[str]:
+        return list(self.resources)
+
+    # ---- loading ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: Path, name: str, case_insensitive: bool = False) -> Template:
+        root = Path(root)
+        base = root
+        if (root / "redfish").is_dir():
+            base = root
+        elif root.name == "v1" and root.parent.name == "redfish":
+            base = root.parent.parent
+        elif root.name == "redfish":
+            base = root.parent
+        if not (base / "redfish" / "v1").is_dir():
+            raise FileNotFoundError(f"{root}: not a tall Redfish tree (no redfish/v1/ folder inside)")
+        tpl = cls(name=name, root=base, case_insensitive=case_insensitive)
+        found: dict[str, tuple[str, IdentKind]] = {}
+        for dirpath, _dirs, files in os.walk(base / "redfish"):
+            rel = "/" + Path(dirpath).relative_to(base).as_posix()
+            for fname in files:
+                full = Path(dirpath) / fname
+                if fname == "index.json":
+                    path = rel
+                elif fname == "index.xml":
+                    path = rel
+                else:
+                    path = f"{rel}/{fname}"
+                raw = full.read_bytes()
+                if fname.endswith(".xml"):
+                    tpl.resources[path] = Res(raw, XML_TYPE)
+                    continue
+                if not fname.endswith(".json"):
+                    continue
+                try:
+                    parsed = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    tpl.resources[path] = Res(raw, JSON_TYPE)
+                    continue
+                res = Res(orjson.dumps(parsed), JSON_TYPE)
+                if isinstance(parsed, dict):
+                    res.is_collection = isinstance(parsed.get("Members"), list)
+                    etag = parsed.get("@odata.etag")
+                    if isinstance(etag, str):
+                        res.etag_fragment = b'"@odata.etag":' + orjson.dumps(etag)
+                    if not path.lower().startswith(tuple("/redfish/v1" + p for p in _STATIC_PARTS_LOWER)):
+                        _collect_identity(parsed, path, found)
+                tpl.resources[path] = res
+        if "/redfish" not in tpl.resources:
+            tpl.resources["/redfish"] = Res(b'{"v1":"/redfish/v1/"}', JSON_TYPE)
+        # An identity value that is part of a URI cannot change (links would break): keep it as captured.
+        all_paths = "\n".join(tpl.resources).lower()
+        tpl.idents = {v: kind for v, (_k, kind) in found.items() if v.lower() not in all_paths}
+        ordered = sorted(tpl.idents, key=len, reverse=True)
+        encoded = [(v, v.encode()) for v in ordered]
+        for path, res in tpl.resources.items():
+            if res.ctype != JSON_TYPE or path.lower().startswith(tuple("/redfish/v1" + p for p in _STATIC_PARTS_LOWER)):
+                continue
+            present = tuple(v for v, b in encoded if b in res.body)
+            if present:
+                res.idents = present
+        if case_insensitive:
+            tpl.lower = {}
+            for path in tpl.resources:
+                tpl.lower.setdefault(path.lower(), path)
+        return tpl
+
+
+def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind]]) -> None:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, str):
+                if is_identity_value(key, value) and value not in found:
+                    if key in HOST_KEYS:
+                        kind = IdentKind(host=True, bmc=path.startswith("/redfish/v1/Managers"))
+                    else:
+                        kind = IdentKind()
+                    found[value] = (key, kind)
+            elif isinstance(value, (dict, list)):
+                _collect_identity(value, path, found)
+    elif isinstance(obj, list):
+        for item in obj:
+            _collect_identity(item, path, found)
+
+
+_CACHE: dict[tuple[str, bool], Template] = {}
+_LOCK = threading.Lock()
+
+
+def load_template(root: Path, name: str, case_insensitive: bool = False) -> Template:
+    """Load (once per process) the tree at ``root``."""
+    key = (str(Path(root).resolve()), case_insensitive)
+    with _LOCK:
+        tpl = _CACHE.get(key)
+        if tpl is None:
+            tpl = Template.load(Path(root), name, case_insensitive)
+            _CACHE[key] = tpl
+        return tpl
