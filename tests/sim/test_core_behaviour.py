@@ -23,9 +23,9 @@ def msg_id(doc) -> str:
     return doc["error"]["@Message.ExtendedInfo"][0]["MessageId"]
 
 
-async def wait_for(pred, timeout=5.0):
+async def wait_for(pred, limit=5.0):
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit
     while loop.time() < end:
         if await pred():
             return True
@@ -68,14 +68,14 @@ async def test_sessions_limit_logout_basic_and_401(tmp_path):
 async def test_etag_if_match(tmp_path):
     async with fleet_and_client(tmp_path, mix={"dell": 1}, base_address="127.10.11.1") as (fleet, client):
         url = fleet.nodes[0].bmc_url + DELL_SYS
-        st, doc, headers = await get_json(client, url)
+        _, doc, headers = await get_json(client, url)
         etag = headers["ETag"]
         async with client.patch(url, json={"AssetTag": "rack7"}, headers={**AUTH, "If-Match": 'W/"deadbeef"'}) as r:
             assert r.status == 412
             assert msg_id(await r.json()).endswith("PreconditionFailed")
         async with client.patch(url, json={"AssetTag": "rack7"}, headers={**AUTH, "If-Match": etag}) as r:
             assert r.status == 200
-        st, doc, headers = await get_json(client, url)
+        _, doc, headers = await get_json(client, url)
         assert doc["AssetTag"] == "rack7" and headers["ETag"] != etag
         async with client.patch(url, json={"NoSuchThing": 1}, headers=AUTH) as r:
             assert r.status == 400 and msg_id(await r.json()).endswith("PropertyUnknown")
@@ -175,7 +175,7 @@ async def test_manager_reset_unreachable_then_back(tmp_path):
             except aiohttp.ClientError:
                 return False
 
-        assert await wait_for(back, timeout=5.0)  # 60 s / 100
+        assert await wait_for(back, limit=5.0)  # 60 s / 100
 
 
 async def test_simple_update_and_multipart_push(tmp_path):
@@ -203,11 +203,11 @@ async def test_simple_update_and_multipart_push(tmp_path):
         assert await wait_for(done)
         _, after, _ = await get_json(client, info.bmc_url + target)
         assert after["Version"] == "9.8.7" != before["Version"]
-        st, tasks, _ = await get_json(client, info.bmc_url + node.facts.task_collection)
+        _, tasks, _ = await get_json(client, info.bmc_url + node.facts.task_collection)
         assert tasks["Members@odata.count"] >= 1
         # multipart push
         form = aiohttp.FormData()
-        form.add_field("UpdateParameters", '{"Targets": ["%s"]}' % target, content_type="application/json")
+        form.add_field("UpdateParameters", f'{{"Targets": ["{target}"]}}', content_type="application/json")
         form.add_field("UpdateFile", b"\0" * 1024, filename="bmc-10.1.2.bin", content_type="application/octet-stream")
         async with client.post(info.bmc_url + node.facts.multipart_push_uri, data=form, headers=AUTH) as r:
             assert r.status == 202
@@ -286,7 +286,7 @@ async def test_dell_bios_job_applied_on_reset(tmp_path):
 async def test_distinct_certificates_and_rotation(tmp_path):
     async with fleet_and_client(tmp_path, mix={"dell": 2, "openbmc": 1}, base_address="127.10.17.1") as (
         fleet,
-        client,
+        _client,
     ):
         fps = [n.cert_fingerprint for n in fleet.nodes]
         assert len(set(fps)) == 3 and all(fp and fp.startswith("sha256:") for fp in fps)
@@ -295,7 +295,7 @@ async def test_distinct_certificates_and_rotation(tmp_path):
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-            reader, writer = await asyncio.open_connection(n.address, fleet.port, ssl=ctx)
+            _reader, writer = await asyncio.open_connection(n.address, fleet.port, ssl=ctx)
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
             writer.close()
             return "sha256:" + hashlib.sha256(der).hexdigest()
@@ -319,7 +319,7 @@ async def test_distinct_certificates_and_rotation(tmp_path):
 async def test_throttle_latency_and_down(tmp_path):
     async with fleet_and_client(tmp_path, mix={"ami": 2}, http=True, base_address="127.10.18.1",
                                 latency="const:1ms") as (fleet, client):
-        a, b = fleet.nodes
+        a, _b = fleet.nodes
         node = fleet.node(a.name)
         node.throttle(429, seconds=1000)
         st, doc, headers = await get_json(client, a.bmc_url + "/redfish/v1/Systems")
