@@ -114,6 +114,7 @@ def sim(
     ipmi_port: int = typer.Option(623, "--ipmi-port", help="UDP port of legacy-ipmi nodes (IPMI over LAN)."),
     inband: bool = typer.Option(False, "--inband", help="Also serve each node's in-band side "
                                 "(dcgm-exporter /metrics on the node's host address)."),
+    inband_port: int = typer.Option(9400, "--inband-port", help="Port of the in-band /metrics endpoints."),
     scenario: Path | None = typer.Option(None, "--scenario", help="Fault timeline (YAML) to play."),
     lemons: str | None = typer.Option(None, "--lemons", help="Nodes that fail again after repair: a fraction "
                                       "(0.05) or names."),
@@ -146,6 +147,7 @@ def sim(
         latency=latency,
         ipmi_port=ipmi_port,
         inband=inband,
+        inband_port=inband_port,
         scenario=scenario,
         lemons=lemons,
     )

@@ -4,7 +4,7 @@ See ``.notes/sim-contract.md`` (and ``redfleet sim --help``) for the programmati
 
 from __future__ import annotations
 
-from redfleet.sim.flavors import FLAVORS, Flavor, available_flavors, get_flavor, register_flavor
+from redfleet.sim.flavors import FLAVORS, Flavor, available_flavors, get_flavor, redfish_flavors, register_flavor
 from redfleet.sim.fleet import NodeInfo, SimConfig, SimFleet, parse_mix
 from redfleet.sim.hooks import FleetDynamics, NodeDynamics
 from redfleet.sim.node import SimNode
@@ -21,5 +21,6 @@ __all__ = [
     "available_flavors",
     "get_flavor",
     "parse_mix",
+    "redfish_flavors",
     "register_flavor",
 ]
