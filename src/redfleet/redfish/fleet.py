@@ -1,0 +1,138 @@
+"""Run one operation against many BMCs at once; every node gets a result, failures included.
+
+```python
+targets = targets_from_fleet(load_fleet_file("fleet.yaml"))
+results = await run_fleet(targets, collect_inventory, concurrency=256)
+for r in results: print(r.name, r.ok, r.error)
+```
+
+Limits: ``concurrency`` BMCs worked on at once, ``per_bmc`` requests in flight per BMC (default 4), and
+``global_requests`` requests in flight fleet-wide. A node that fails (timeout, refused session, changed
+certificate, malformed answer...) gets its classified error; the rest of the fleet completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from redfleet.model.fleetfile import FleetFile
+from redfleet.redfish.client import RedfishClient, RetryPolicy, Timeouts
+from redfleet.redfish.errors import RedfishError
+from redfleet.redfish.tls import PinStore, TLSPolicy
+
+T = TypeVar("T")
+
+
+@dataclass
+class NodeTarget:
+    name: str
+    url: str
+    username: str | None = None
+    password: str | None = None
+    fingerprint: str | None = None  # expected TLS pin known in advance (fleet file)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def is_ipmi(self) -> bool:
+        return self.url.startswith("ipmi://")
+
+
+@dataclass
+class NodeResult(Generic[T]):
+    name: str
+    url: str
+    ok: bool
+    value: T | None = None
+    error: BaseException | None = None
+    duration_s: float = 0.0
+
+    def error_dict(self) -> dict[str, Any] | None:
+        if self.error is None:
+            return None
+        if isinstance(self.error, RedfishError):
+            return self.error.to_dict()
+        return {"kind": type(self.error).__name__, "message": str(self.error)}
+
+
+def targets_from_fleet(fleet: FleetFile, names: Sequence[str] | None = None) -> list[NodeTarget]:
+    wanted = set(names) if names else None
+    out = []
+    for node in fleet.nodes:
+        if wanted is not None and node.name not in wanted:
+            continue
+        cred = fleet.credential_for(node)
+        out.append(NodeTarget(
+            name=node.name, url=node.bmc_url, username=cred.username if cred else None,
+            password=cred.resolve_password() if cred else None, fingerprint=node.tls_fingerprint, tags=node.tags,
+        ))
+    if wanted is not None:
+        missing = wanted - {t.name for t in out}
+        if missing:
+            raise KeyError(f"not in the fleet file: {', '.join(sorted(missing))}")
+    return out
+
+
+@dataclass
+class FleetOptions:
+    concurrency: int = 256
+    per_bmc: int = 4
+    global_requests: int = 1024
+    tls_mode: str = "pin"  # "verify" | "pin" | "insecure"
+    ca_bundle: str | None = None
+    pin_store: PinStore | None = None
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    transport: str = "fast"
+    auth: str = "auto"
+
+
+async def run_fleet(
+    targets: Sequence[NodeTarget],
+    op: Callable[[RedfishClient], Awaitable[T]],
+    *,
+    options: FleetOptions | None = None,
+    ipmi_op: Callable[[Any], Awaitable[T]] | None = None,
+    on_result: Callable[[NodeResult[T]], None] | None = None,
+) -> list[NodeResult[T]]:
+    """Apply ``op`` to an opened client for every target, concurrently. ``ipmi://`` targets go to ``ipmi_op``
+    (an :class:`redfleet.ipmi.IpmiClient`) or fail with a clear error when none is given. Results keep the
+    targets' order."""
+    opts = options or FleetOptions()
+    node_sem = asyncio.Semaphore(max(1, opts.concurrency))
+    global_limit = asyncio.Semaphore(max(1, opts.global_requests))
+
+    async def one(t: NodeTarget) -> NodeResult[T]:
+        async with node_sem:
+            t0 = time.monotonic()
+            try:
+                if t.is_ipmi:
+                    if ipmi_op is None:
+                        raise RedfishError("this operation needs Redfish; the node has only IPMI", bmc=t.url)
+                    from redfleet.ipmi import IpmiClient
+
+                    async with IpmiClient.from_url(t.url, t.username, t.password) as ic:
+                        value = await ipmi_op(ic)
+                else:
+                    tls = TLSPolicy(opts.tls_mode, ca_bundle=opts.ca_bundle, pin_store=opts.pin_store,  # type: ignore[arg-type]
+                                    fingerprint=t.fingerprint)
+                    client = RedfishClient(
+                        t.url, t.username, t.password, tls=tls, auth=opts.auth,  # type: ignore[arg-type]
+                        max_concurrency=opts.per_bmc, global_limit=global_limit, timeouts=opts.timeouts,
+                        retry=opts.retry, transport=opts.transport, name=t.name,
+                    )
+                    async with client:
+                        value = await op(client)
+                res: NodeResult[T] = NodeResult(t.name, t.url, True, value, None, time.monotonic() - t0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is this node's result, never the fleet's
+                res = NodeResult(t.name, t.url, False, None, exc, time.monotonic() - t0)
+        if on_result is not None:
+            on_result(res)
+        return res
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))
