@@ -223,6 +223,7 @@ class RedfishClient:
         self._etag_broken = False
         self.requests = 0  # requests sent (retries included): for benchmarks and tests
         self.stats: dict[str, int] = {"retries": 0, "relogins": 0}
+        self.skipped: list[str] = []  # resources skipped as unreadable (collections, members): for warnings
 
     # ------------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -563,7 +564,8 @@ class RedfishClient:
 
         Uses ``$expand`` at the level the service advertises; follows ``Members@odata.nextLink`` paging; fetches
         members the BMC left as bare links (no ``$expand``, or an ``$expand`` it ignored) in parallel, bounded by
-        the per-BMC cap. With ``ignore_errors`` a member that cannot be read is skipped (logged), not fatal."""
+        the per-BMC cap. A member that cannot be read (missing, malformed) is skipped and listed in
+        ``client.skipped``; with ``ignore_errors`` so is an unreadable collection (else it raises)."""
         if collection is None:
             return []
         coll_uri = collection if isinstance(collection, str) else U.odata_id(collection)
@@ -574,13 +576,17 @@ class RedfishClient:
         try:
             doc = await self.get(coll_uri, kind=kind, query=query, cache=cache)
         except (HTTPError, MalformedResponse) as exc:
-            if query is None or isinstance(exc, (AuthenticationFailed, NotFound)):
-                if ignore_errors and not isinstance(exc, AuthenticationFailed):
+            soft = not isinstance(exc, (AuthenticationFailed, Throttled, SessionLimitExceeded))
+            if query is None or not soft or isinstance(exc, NotFound):
+                if ignore_errors and soft:
                     log.debug("%s: collection %s unreadable: %s", self.name, coll_uri, exc)
+                    self.skipped.append(f"{coll_uri}: {exc.message}")
                     return []
                 raise
-            log.info("%s: $expand failed on %s (%s); walking instead", self.name, coll_uri, exc)
-            self._expand_broken = True
+            if isinstance(exc, HTTPError) and exc.status in (400, 405, 501):
+                # The BMC advertises $expand but rejects it: stop asking for the rest of this client's life.
+                log.info("%s: $expand rejected on %s (%s); walking instead", self.name, coll_uri, exc)
+                self._expand_broken = True
             return await self.get_members(coll_uri, expand=False, kind=kind, ignore_errors=ignore_errors, cache=cache)
         members: list[Any] = list(doc.get("Members") or [])
         next_link = doc.get("Members@odata.nextLink")
@@ -593,7 +599,7 @@ class RedfishClient:
             page = await self.get(next_link, kind=kind, cache=cache)
             members.extend(page.get("Members") or [])
             next_link = page.get("Members@odata.nextLink")
-        return await self.resolve_links(members, kind=kind, ignore_errors=ignore_errors, cache=cache)
+        return await self.resolve_links(members, kind=kind, cache=cache)
 
     async def resolve_links(
         self, items: Iterable[Any], *, kind: str | None = None, ignore_errors: bool = True, cache: bool = True
@@ -624,11 +630,10 @@ class RedfishClient:
             )
             for (idx, u), res in zip(pending, results, strict=True):
                 if isinstance(res, BaseException):
-                    if not ignore_errors or isinstance(res, (AuthenticationFailed, asyncio.CancelledError)):
-                        raise res
-                    if not isinstance(res, RedfishError):
+                    if not ignore_errors or not is_soft_error(res):
                         raise res
                     log.debug("%s: member %s unreadable: %s", self.name, u, res)
+                    self.skipped.append(f"{u}: {res.message}")
                     continue
                 out[idx] = res
         return [d for d in out if d is not None]
@@ -810,6 +815,14 @@ def _finish(outcome: TaskOutcome) -> TaskOutcome:
             uri=outcome.uri, body=outcome.body,
         )
     return outcome
+
+
+def is_soft_error(exc: BaseException) -> bool:
+    """Errors that lose one resource, not the conversation with the BMC: missing, unsupported, unreadable.
+    Timeouts, refused connections, throttling, auth and TLS failures are hard: the node is in trouble."""
+    if isinstance(exc, (Throttled, AuthenticationFailed, SessionLimitExceeded)):
+        return False
+    return isinstance(exc, (NotFound, HTTPError, MalformedResponse))
 
 
 def _json_or_none(body: bytes) -> Any:

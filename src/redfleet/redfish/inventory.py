@@ -44,15 +44,10 @@ from redfleet.model.inventory import (
     System,
 )
 from redfleet.redfish import uri as U
-from redfleet.redfish.client import RedfishClient
+from redfleet.redfish.client import RedfishClient, is_soft_error
 from redfleet.redfish.errors import (
-    AuthenticationFailed,
-    HTTPError,
     MalformedResponse,
-    NotFound,
     RedfishError,
-    SessionLimitExceeded,
-    Throttled,
 )
 
 log = logging.getLogger("redfleet.redfish.inventory")
@@ -221,11 +216,7 @@ def _id(res: dict[str, Any], fallback: str = "") -> str:
     return oid.rstrip("/").rsplit("/", 1)[-1] if oid else fallback
 
 
-def _is_soft(exc: BaseException) -> bool:
-    """Errors that lose one section, not the whole node (missing, unsupported, unreadable resource)."""
-    if isinstance(exc, (Throttled, AuthenticationFailed, SessionLimitExceeded)):
-        return False
-    return isinstance(exc, (NotFound, HTTPError, MalformedResponse))
+_is_soft = is_soft_error
 
 
 class _Collector:
@@ -252,13 +243,14 @@ class _Collector:
         link = U.odata_id(value)
         if not link:
             return []
-        return await self.c.get_members(link, kind=kind)
+        return await self.c.get_members(link, kind=kind, ignore_errors=False)
 
     # --------------------------------------------------------------------------------------------------------
     async def run(self) -> Inventory:
         c = self.c
         t0 = time.monotonic()
         req0 = c.requests
+        skipped0 = len(c.skipped)
         svc = c.caps.services
         systems_uri = svc.get("Systems")
         chassis_uri = svc.get("Chassis")
@@ -314,7 +306,7 @@ class _Collector:
         gpu_cands.extend(extra)
         inv.gpus = merge_gpus(gpu_cands)
         inv.firmware = firmware
-        inv.bmc.warnings = self.warnings
+        inv.bmc.warnings = self.warnings + [w for w in c.skipped[skipped0:] if w not in self.warnings]
         inv.bmc.duration_s = round(time.monotonic() - t0, 3)
         inv.bmc.requests = c.requests - req0
         return inv

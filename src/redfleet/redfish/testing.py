@@ -171,6 +171,8 @@ class MockupBMC:
         self._ssl: ssl.SSLContext | None = None
         self._session_ids = itertools.count(1)
         self._hung: list[asyncio.Future[None]] = []
+        self.inflight = 0
+        self.max_inflight = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     @property
@@ -264,6 +266,14 @@ class MockupBMC:
 
     # -- request handling -------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._handle_inner(request)
+        finally:
+            self.inflight -= 1
+
+    async def _handle_inner(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.requests.append((request.method, request.path_qs))
         f = self.faults
@@ -344,6 +354,15 @@ class MockupBMC:
         if k in self.tasks:
             t = self.tasks[k]
             t["polls"] += 1
+            if t.get("dell_job"):  # iDRAC: the task monitor goes away, the job under Managers/.../Jobs remains
+                job = t["dell_job"]
+                if t["polls"] >= 2:
+                    self.overlay[U.key(job)] = {"@odata.id": job, "Id": job.rsplit("/", 1)[-1],
+                                                "JobState": t["final"], "Message": f"Job {t['final']}"}
+                    return self._err(404, "Base.1.8.ResourceMissingAtURI", "task gone")
+                self.overlay[U.key(job)] = {"@odata.id": job, "Id": job.rsplit("/", 1)[-1], "JobState": "Running",
+                                            "PercentComplete": 10}
+                return self._json(dict(t["doc"], TaskState="Running"), request, status=202)
             if t["polls"] < self.task_steps:
                 running = dict(t["doc"], TaskState="Running", PercentComplete=50)
                 return self._json(running, request, status=202, headers={"Location": norm})
@@ -428,6 +447,8 @@ class MockupBMC:
             tpath = f"/redfish/v1/TaskService/Tasks/{tid}"
             self.tasks[U.key(tpath)] = {"polls": 0, "final": body.get("final", "Completed"),
                                         "doc": {"@odata.id": tpath, "Id": tid, "TaskState": "Running"}}
+            if body.get("dell_job"):
+                self.tasks[U.key(tpath)]["dell_job"] = f"/redfish/v1/Managers/iDRAC.Embedded.1/Jobs/{tid}"
             return web.json_response({"@odata.id": tpath}, status=202, headers={"Location": tpath})
         return self._err(404, "Base.1.8.ActionNotSupported", f"The action {norm} is not supported.")
 
