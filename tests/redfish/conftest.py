@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from redfleet.paths import mockups_dir  # noqa: E402
+from redfleet.paths import mockups_dir
 
 MOCKUPS = sorted(p.name for p in mockups_dir().iterdir() if (p / "redfish" / "v1").is_dir()) \
     if mockups_dir().is_dir() else []

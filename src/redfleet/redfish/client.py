@@ -486,7 +486,7 @@ class RedfishClient:
         frag = U.fragment(uri)
         target = f"{path}{'&' if '?' in path else '?'}{query}" if query else path
         use_cache = cache and self._cache_enabled
-        ck = U.key(path) + ("?" + query if query else "")
+        ck = path.casefold() + ("?" + query if query else "")
         if use_cache:
             hit = self._cache.get(ck)
             if hit is not None:
@@ -622,7 +622,7 @@ class RedfishClient:
                 out.append(None)
             else:
                 if oid and cache and self._cache_enabled and "#" not in item.get("@odata.id", ""):
-                    self._cache.setdefault(U.key(oid), item)
+                    self._cache.setdefault(oid.casefold(), item)
                 out.append(item)
         if pending:
             results = await asyncio.gather(
@@ -633,7 +633,7 @@ class RedfishClient:
                     if not ignore_errors or not is_soft_error(res):
                         raise res
                     log.debug("%s: member %s unreadable: %s", self.name, u, res)
-                    self.skipped.append(f"{u}: {res.message}")
+                    self.skipped.append(f"{u}: {getattr(res, 'message', res)}")
                     continue
                 out[idx] = res
         return [d for d in out if d is not None]
@@ -714,7 +714,7 @@ class RedfishClient:
         return tag or None
 
     def _invalidate(self, uri: str) -> None:
-        k = U.key(uri)
+        k = U.normalize(uri).casefold()
         for ck in [c for c in self._cache if c == k or c.startswith(k + "?")]:
             self._cache.pop(ck, None)
 
@@ -727,7 +727,7 @@ class RedfishClient:
         for d in docs:
             oid = U.odata_id(d)
             if oid:
-                self._cache.pop(U.key(oid), None)
+                self._cache.pop(oid.casefold(), None)
 
     # ------------------------------------------------------------------------------------------------------------
     # tasks

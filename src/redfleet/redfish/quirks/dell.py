@@ -51,6 +51,7 @@ class DellQuirk(Quirk):
         managers = client.caps.services.get("Managers", "/redfish/v1/Managers")
         job_uris = [U.join(managers, "iDRAC.Embedded.1", "Jobs", job_id), f"/redfish/v1/JobService/Jobs/{job_id}"]
         use_job = False
+        task_doc: dict[str, Any] | None = None
         while True:
             doc: dict[str, Any] | None = None
             if not use_job:
@@ -65,6 +66,9 @@ class DellQuirk(Quirk):
                         doc = loads(resp.body)
                     except ValueError:
                         doc = None
+                task_doc = doc
+                if doc and on_progress is not None:
+                    on_progress(task_outcome(monitor, doc))
                 state = str((doc or {}).get("TaskState") or "")
                 if resp.status != 202 and state.lower() in ("completed", "exception", "killed", "cancelled", ""):
                     # Completed task: the job may still be pending; look at the job for the real outcome.
@@ -76,6 +80,11 @@ class DellQuirk(Quirk):
                     if doc is not None:
                         break
                 if doc is None:
+                    if task_doc is not None and task_doc.get("TaskState"):
+                        # Finished task without a job (not every task is a job): the task's state stands.
+                        from redfleet.redfish.client import _finish
+
+                        return _finish(task_outcome(monitor, task_doc))
                     raise TaskFailed(f"Dell job {job_id} not found under {job_uris[0]}", bmc=client.base_url,
                                      uri=monitor)
                 outcome = task_outcome(monitor, doc)
