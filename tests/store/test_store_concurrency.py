@@ -59,3 +59,34 @@ def test_concurrent_writers(db_url, key, fleet_file):
                 assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
     finally:
         store.close()
+
+
+def test_writer_waits_for_a_held_lock(store, fleet_file):
+    """Another writer holds the lock (SQLite: the database write lock; PostgreSQL: the node's row) for a while:
+    our write waits for it and then succeeds, it does not fail with 'database is locked'."""
+    import threading
+    import time
+
+    store.import_fleet(fleet_file)
+    held = threading.Event()
+    release_after = 1.0
+
+    def hold() -> None:
+        with store.engine.execution_options(redfleet_write=True).connect() as conn:
+            if store.engine.dialect.name == "sqlite":
+                conn.execute(text("SELECT 1"))  # the store's begin hook makes this BEGIN IMMEDIATE: the write lock
+            else:
+                conn.execute(text("SELECT id FROM nodes WHERE name = 'gpu-001' FOR UPDATE"))
+            held.set()
+            time.sleep(release_after)
+            conn.rollback()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(10)
+    start = time.monotonic()
+    store.record_inventory("gpu-001", {"gpus": [{"id": "GPU1", "serial": "X"}]})
+    waited = time.monotonic() - start
+    t.join()
+    assert waited >= release_after * 0.5
+    assert len(store.snapshots("gpu-001")) == 1

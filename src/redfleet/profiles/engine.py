@@ -66,6 +66,7 @@ class Options:
     prune: bool = False  # skip collections whose members cannot hold anything the profile asks about
     concurrency: int = 16  # reads in flight while prefetching one service
     no_oem: bool = False
+    plan: FleetPlan | None = None  # fleet runs: read only what a validated node of the same platform needed
 
     @property
     def strict(self) -> bool:
@@ -232,9 +233,20 @@ class Evaluation:
         if options.prune:
             self.skip_members_of = skippable_member_types(profiles.resource_types)
         self.pruned_uris: set[str] = set()
+        self.parent: dict[str, str | None] = {}
+        self.demand: set[str] = set()
+        self.evaluating = False
+        self.template: PlanTemplate | None = None
+
+    def wanted(self, uri: str) -> bool:
+        """With a plan template: read a URI only if the template needed it or has never seen it."""
+        t = self.template
+        return t is None or uri in t.relevant or uri not in t.known
 
     # ---- reading --------------------------------------------------------------------------------------------
     async def get(self, uri: str) -> dict[str, Any] | None:
+        if self.evaluating:
+            self.demand.add(uri)
         return await self.source.get(uri)  # type: ignore[no-any-return]
 
     async def type_of(self, uri: str) -> str | None:
@@ -804,7 +816,7 @@ class Evaluation:
                     payload = await self.get(uri)
                     if payload:
                         for nxt in probe.next_uris(probe.limited(payload)):
-                            if nxt not in seen and nxt not in probe.annotation_uris:
+                            if nxt not in seen and nxt not in probe.annotation_uris and self.wanted(nxt):
                                 seen.add(nxt)
                                 queue.put_nowait(nxt)
                 finally:
@@ -819,22 +831,44 @@ class Evaluation:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def walk(self, start: str = SERVICE_ROOT) -> None:
-        stack: list[Iterator[str]] = [iter([start])]
+        stack: list[tuple[str | None, Iterator[str]]] = [(None, iter([start]))]
         while stack:
             try:
-                uri = next(stack[-1])
+                uri = next(stack[-1][1])
             except StopIteration:
                 stack.pop()
                 continue
             if uri in self.validated or uri in self.annotation_uris or uri in self.pruned_uris:
                 continue
+            if not self.wanted(uri):
+                continue
             self.validated.add(uri)
+            self.parent[uri] = stack[-1][0]
             payload = await self.get(uri)
             if not isinstance(payload, dict):
                 continue
             payload = self.limited(payload)
-            await self.validate_one(uri, payload)
-            stack.append(iter(self.next_uris(payload)))
+            self.evaluating = True
+            try:
+                await self.validate_one(uri, payload)
+            finally:
+                self.evaluating = False
+            stack.append((uri, iter(self.next_uris(payload))))
+
+    def learned_template(self) -> PlanTemplate:
+        """What this (fully read) node needed: resources with requirements, what their checks read, and the
+        links that led to them."""
+        needed = set(self.demand)
+        for found in self.found_uris.values():
+            needed.update(found)
+        relevant: set[str] = set()
+        for uri in needed:
+            cur: str | None = uri
+            while cur is not None and cur not in relevant:
+                relevant.add(cur)
+                cur = self.parent.get(cur)
+        known = set(self.validated) | self.annotation_uris | self.pruned_uris
+        return PlanTemplate(frozenset(relevant), frozenset(known))
 
     async def validate_one(self, uri: str, payload: dict[str, Any]) -> None:
         odata_type = payload.get("@odata.type")
@@ -911,6 +945,52 @@ class Evaluation:
                     self.add(uri, prop, True, None, Verdict.FAIL, msg)
                 self.use_case = None
         return list(service.values())
+
+
+@dataclass(frozen=True)
+class PlanTemplate:
+    relevant: frozenset[str]  # URIs a node of this platform needed
+    known: frozenset[str]  # every URI the template node had
+
+
+class FleetPlan:
+    """Shared by the targets of one fleet run: the first node of each platform (same service root shape, vendor,
+    product and Redfish version) is read in full; the others read what it needed, plus any URI it never had.
+    Verdicts equal a full read whenever nodes of a platform differ only in values and in members of collections
+    that matter (the benchmark checks this against full reads)."""
+
+    def __init__(self) -> None:
+        self.templates: dict[str, PlanTemplate] = {}
+        self._pending: dict[str, asyncio.Event] = {}
+
+    @staticmethod
+    def key(root: dict[str, Any]) -> str:
+        shape = sorted(k for k in root if not k.startswith("@") and k not in ("UUID", "Id", "Name", "Description"))
+        oem = sorted((root.get("Oem") or {}).keys()) if isinstance(root.get("Oem"), dict) else []
+        return json.dumps([root.get("Vendor"), root.get("Product"), root.get("RedfishVersion"), shape, oem])
+
+    async def template_for(self, key: str) -> PlanTemplate | None:
+        while True:
+            if key in self.templates:
+                return self.templates[key]
+            event = self._pending.get(key)
+            if event is None:
+                self._pending[key] = asyncio.Event()
+                return None  # this target learns the platform
+            await event.wait()
+            if key not in self.templates and key not in self._pending:
+                continue
+
+    def publish(self, key: str, template: PlanTemplate) -> None:
+        self.templates[key] = template
+        event = self._pending.pop(key, None)
+        if event:
+            event.set()
+
+    def abandon(self, key: str) -> None:
+        event = self._pending.pop(key, None)
+        if event:
+            event.set()
 
 
 _USE_CASE_PARENTS = {
@@ -1036,8 +1116,21 @@ async def validate_source(source: Any, profiles: ProfileSet, options: Options | 
         result = TargetResult(target, profiles.label, [], error=f"cannot read the service root {start}")
         result.elapsed_s = time.perf_counter() - began
         return result
-    await ev.prefetch(start)
-    await ev.walk(start)
+    plan = options.plan
+    key = plan.key(root) if plan is not None else None
+    learning = False
+    if plan is not None and key is not None:
+        ev.template = await plan.template_for(key)
+        learning = ev.template is None
+    try:
+        await ev.prefetch(start)
+        await ev.walk(start)
+    except BaseException:
+        if learning and plan is not None and key is not None:
+            plan.abandon(key)
+        raise
+    if learning and plan is not None and key is not None:
+        plan.publish(key, ev.learned_template())
     service_rows = ev.service_checks()
     rows = service_rows + list(ev.rows.values())
     result = TargetResult(target, profiles.label, rows, service_info=await service_info(cached))

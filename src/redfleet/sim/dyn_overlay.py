@@ -472,12 +472,11 @@ def metric_report(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> 
     latest = max((s for s in stamps if s is not None), default=None)
     now = datetime.datetime.now(datetime.UTC)
     scale = float(nd.node.fleet.config.time_scale or 1.0)
-    ix = nd.flv.ix
     for mv, st in zip(values, stamps, strict=False):
         if not isinstance(mv, dict):
             continue
         back = (latest - st).total_seconds() if (latest is not None and st is not None) else 0.0
-        t_i = t - back * scale
+        t_i = float(round(t - back * scale))  # one model instant per second: readings of a report share it
         if st is not None:
             mv["Timestamp"] = (now - datetime.timedelta(seconds=back)).isoformat(timespec="milliseconds").replace(
                 "+00:00", "+00:00")
@@ -487,20 +486,8 @@ def metric_report(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> 
             num = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             continue
-        uri, _, frag = prop.partition("#")
-        target = ix.get(uri) or {}
-        if frag:
-            name = frag
-            kind_hint = "Power" if "Watts" in frag else ("Temperature" if "Celsius" in frag else None)
-            units = "W" if kind_hint == "Power" else None
-        else:
-            name = str(target.get("Name") or uri.rsplit("/", 1)[-1])
-            kind_hint = target.get("ReadingType")
-            units = target.get("ReadingUnits")
-        if "PowerControl" in frag or ("Power" in uri and not frag and kind_hint is None):
-            kind_hint, units = "Power", "W"
-            name = name + " system"
-        v, _k, _g = _reading(nd, prop, name, target.get("PhysicalContext"), kind_hint, units, num, t_i, c)
+        desc = _metric_desc(nd, prop)
+        v, _k, _g = _reading(nd, prop, desc[0], desc[1], desc[2], desc[3], num, t_i, c)
         if v is None:
             mv["MetricValue"] = None
             continue
@@ -510,6 +497,37 @@ def metric_report(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> 
         else:
             mv["MetricValue"] = v
     return doc
+
+
+_METRIC_DESC: dict[tuple[int, str], tuple[str, str | None, str | None, str | None]] = {}
+
+
+def _metric_desc(nd: NodeDyn, prop: str) -> tuple[str, str | None, str | None, str | None]:
+    """(name, PhysicalContext, ReadingType, units) of a MetricProperty, read once per flavor."""
+    key = (id(nd.flv), prop)
+    hit = _METRIC_DESC.get(key)
+    if hit is not None:
+        return hit
+    uri, _, frag = prop.partition("#")
+    target = nd.flv.ix.get(uri) or {}
+    kind_hint: str | None
+    units: str | None
+    if frag:
+        name = frag
+        kind_hint = "Power" if "Watts" in frag else ("Temperature" if "Celsius" in frag else None)
+        units = "W" if kind_hint == "Power" else None
+    else:
+        name = str(target.get("Name") or uri.rsplit("/", 1)[-1])
+        kind_hint = target.get("ReadingType")
+        units = target.get("ReadingUnits")
+    if "PowerControl" in frag or ("Power" in uri and not frag and kind_hint is None):
+        kind_hint, units = "Power", "W"
+        name = name + " system"
+    ctx = target.get("PhysicalContext")
+    hit = (name, ctx if isinstance(ctx, str) else None, kind_hint, units)
+    if len(_METRIC_DESC) < 100_000:
+        _METRIC_DESC[key] = hit
+    return hit
 
 
 # ---- inventory and health ---------------------------------------------------------------------------------------

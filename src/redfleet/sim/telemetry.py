@@ -209,32 +209,61 @@ _OFF_TAU = 240.0  # seconds for temperatures to settle after power-off
 class NodeModel:
     """Readings of one node. Holds two integers; everything else is computed."""
 
-    __slots__ = ("node", "seed")
+    __slots__ = ("_mc", "_mi", "_ml", "_mt", "_mu", "node", "seed")
 
     def __init__(self, seed: int, node_name: str) -> None:
         self.seed = seed & _M64
         self.node = key_of(node_name)
+        # the drivers (load, inlet, GPU utilisation) of the last instant asked: one GET of a Thermal resource
+        # reads them a few hundred times at the same t
+        self._mt: float | None = None
+        self._mc: Conditions | None = None
+        self._ml: float = 0.0
+        self._mi: float = 0.0
+        self._mu: dict[int, float] | None = None
+
+    def _at(self, t: float, c: Conditions) -> None:
+        if self._mt == t and self._mc is c:
+            return
+        self._mt = t
+        self._mc = c
+        self._mu = None
+        if not c.powered or c.hung:
+            self._ml = 0.0
+        else:
+            lv = load(self.seed, self.node, t)
+            if c.up_for is not None and c.up_for < 180.0:
+                lv *= c.up_for / 180.0  # jobs come back after boot
+            self._ml = lv
+        rack = 3.0 * (u01(self.seed, self.node, 0x1A) - 0.5)
+        self._mi = 22.0 + rack + 1.5 * fbm(self.seed, self.node ^ 0x1A1, t, 1800.0) + c.inlet_offset
 
     # -- drivers --
     def load(self, t: float, c: Conditions = ON) -> float:
-        if not c.powered or c.hung:
-            return 0.0
-        lv = load(self.seed, self.node, t)
-        if c.up_for is not None and c.up_for < 180.0:
-            lv *= c.up_for / 180.0  # jobs come back after boot
-        return lv
+        self._at(t, c)
+        return self._ml
 
     def inlet(self, t: float, c: Conditions = ON) -> float:
-        rack = 3.0 * (u01(self.seed, self.node, 0x1A) - 0.5)
-        return 22.0 + rack + 1.5 * fbm(self.seed, self.node ^ 0x1A1, t, 1800.0) + c.inlet_offset
+        self._at(t, c)
+        return self._mi
 
     def gpu_util(self, gpu: int, t: float, c: Conditions = ON) -> float:
         if gpu in c.lost_gpus:
             return 0.0
-        lv = self.load(t, c)
+        self._at(t, c)
+        mu = self._mu
+        if mu is None:
+            mu = self._mu = {}
+        hit = mu.get(gpu)
+        if hit is not None:
+            return hit
+        lv = self._ml
         if lv <= 0.05:
-            return max(0.0, lv)
-        return min(1.0, max(0.0, lv * (0.92 + 0.08 * smooth_noise(self.seed, self.node ^ (gpu + 1) * 0x9, t, 5.0))))
+            u = max(0.0, lv)
+        else:
+            u = min(1.0, max(0.0, lv * (0.92 + 0.08 * smooth_noise(self.seed, self.node ^ (gpu + 1) * 0x9, t, 5.0))))
+        mu[gpu] = u
+        return u
 
     def _heat(self, base: float, span: float, lv: float, key: int, t: float, c: Conditions, jitter: float) -> float:
         """A component temperature: inlet + base + span·load, relaxing to inlet after power-off."""
@@ -373,12 +402,16 @@ def adjust(model: NodeModel, kind: str, captured: float | int | None, t: float, 
     if kind in ("inlet", "exhaust", "cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp",
                 "gpu_temp", "gpu_mem_temp"):
         now = model.reading(kind, t, c, gpu, index)
+        if gpu is not None and kind in ("gpu_temp", "gpu_mem_temp") and now is not None:
+            # a GPU's own sensors: the model is absolute (H100: ~30 °C idle, ~75 °C busy); captured GPU readings
+            # are as often limits or margins as temperatures
+            return round(now, 2)
         ref = model.reference(kind, gpu, index)
         if now is None or ref is None:
             return cap
         if cap <= 0:
             cap = ref
-        return round(cap + (now - ref) + model.jitter(key, t, 0.3), 2)
+        return round(cap + (now - ref), 2)
     if kind == "fan":
         return float(round(cap * model.fan_ratio(t, c, index)))
     if kind == "gpu_power":

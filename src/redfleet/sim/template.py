@@ -8,6 +8,7 @@ change a document work on :meth:`Template.copy_doc`).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,9 @@ class Template:
             raise FileNotFoundError(f"{root}: not a tall Redfish tree (no redfish/v1/ folder inside)")
         tpl = cls(name=name, root=base, case_insensitive=case_insensitive)
         found: dict[str, tuple[str, IdentKind]] = {}
-        for dirpath, _dirs, files in os.walk(base / "redfish"):
+        for dirpath, _dirs, files in os.walk(base):
+            if Path(dirpath) == base:
+                continue  # README and friends; served trees start one level down (redfish/, schemas/, ...)
             rel = "/" + Path(dirpath).relative_to(base).as_posix()
             for fname in files:
                 full = Path(dirpath) / fname
@@ -133,6 +136,8 @@ class Template:
                     path = f"{rel}/{fname}"
                 raw = full.read_bytes()
                 if fname.endswith(".xml"):
+                    # references to the capture-time BMC address become service-relative
+                    raw = _CAPTURE_HOST.sub(b'Uri="/', raw)
                     tpl.resources[path] = Res(raw, XML_TYPE)
                     continue
                 if not fname.endswith(".json"):
@@ -187,6 +192,8 @@ def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind
         for item in obj:
             _collect_identity(item, path, found)
 
+
+_CAPTURE_HOST = re.compile(rb'Uri="https?://(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?/')
 
 _CACHE: dict[tuple[str, bool], Template] = {}
 _LOCK = threading.Lock()

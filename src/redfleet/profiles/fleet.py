@@ -1,0 +1,74 @@
+"""Validating many targets at once: live BMCs (URLs) or captured mockup trees (directories)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redfleet.profiles.engine import FleetPlan, Options, TargetResult, validate_source
+from redfleet.profiles.profile import ProfileSet
+from redfleet.profiles.source import CachedSource, HttpAuth, HttpSource, MockupSource
+
+
+@dataclass
+class Target:
+    name: str
+    location: str  # http(s)://host[:port] or a mockup directory
+    username: str | None = None
+    password: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_mockup(self) -> bool:
+        return not self.location.startswith(("http://", "https://"))
+
+
+async def validate_target(target: Target, profiles: ProfileSet, options: Options, protocol: bool = True,
+                          timeout: float = 30.0, per_target_concurrency: int = 8) -> TargetResult:
+    began = time.perf_counter()
+    try:
+        if target.is_mockup:
+            source: Any = MockupSource(Path(target.location) / "") if Path(target.location).is_dir() else None
+            if source is None:
+                raise FileNotFoundError(f"{target.location} is neither a URL nor a mockup directory")
+            result = await validate_source(source, profiles, options, target=target.name)
+        else:
+            auth = HttpAuth(target.username, target.password, "session")
+            async with HttpSource(target.location, auth, timeout=timeout, concurrency=per_target_concurrency) as http:
+                cached = CachedSource(http)
+                result = await validate_source(cached, profiles, options, target=target.name)
+                if protocol and not result.error:
+                    from redfleet.profiles.protocol import protocol_checks
+
+                    result.protocol = await protocol_checks(target.location, target.username, target.password,
+                                                            profiles, cached, timeout=timeout)
+    except Exception as exc:
+        result = TargetResult(target.name, profiles.label, [], error=f"{type(exc).__name__}: {exc}")
+    result.elapsed_s = time.perf_counter() - began
+    return result
+
+
+async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: Options | None = None,
+                         concurrency: int = 64, protocol: bool = True, timeout: float = 30.0,
+                         on_result: Callable[[TargetResult], None] | None = None) -> list[TargetResult]:
+    """Validate every target, ``concurrency`` at a time; results come back in the targets' order."""
+    options = options or Options()
+    sem = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(t: Target) -> TargetResult:
+        async with sem:
+            r = await validate_target(t, profiles, options, protocol=protocol, timeout=timeout)
+        if on_result:
+            on_result(r)
+        return r
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def fleet_options(mode: str = "strict", fast: bool = True) -> Options:
+    """Options for a fleet run: with ``fast``, skip collections that cannot matter and reuse per-platform plans."""
+    return Options(mode=mode, prune=fast, plan=FleetPlan() if fast else None)
