@@ -80,6 +80,7 @@ class CertStore:
         self._index_file = self.dir / "fingerprints.json"
         self._fingerprints: dict[str, str] = {}
         self._dirty = False
+        self._made_dir = False
         try:
             self._fingerprints = json.loads(self._index_file.read_text())
         except (OSError, ValueError):
@@ -99,11 +100,14 @@ class CertStore:
         if fp is not None and path.exists():
             return fp
         pem, fp = make_certificate(self.seed, index, name, address, generation)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pem)
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        if not self._made_dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._made_dir = True
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, pem)
+        finally:
+            os.close(fd)
         self._fingerprints[key] = fp
         self._dirty = True
         return fp

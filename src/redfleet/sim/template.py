@@ -122,25 +122,27 @@ class Template:
             raise FileNotFoundError(f"{root}: not a tall Redfish tree (no redfish/v1/ folder inside)")
         tpl = cls(name=name, root=base, case_insensitive=case_insensitive)
         found: dict[str, tuple[str, IdentKind]] = {}
-        for dirpath, _dirs, files in os.walk(base):
-            if Path(dirpath) == base:
+        base_str = str(base)
+        cut = len(base_str)
+        static_prefixes = tuple("/redfish/v1" + p for p in _STATIC_PARTS_LOWER)
+        for dirpath, _dirs, files in os.walk(base_str):
+            if dirpath == base_str:
                 continue  # README and friends; served trees start one level down (redfish/, schemas/, ...)
-            rel = "/" + Path(dirpath).relative_to(base).as_posix()
+            rel = dirpath[cut:].replace(os.sep, "/")
             for fname in files:
-                full = Path(dirpath) / fname
-                if fname == "index.json":
-                    path = rel
-                elif fname == "index.xml":
+                if fname == "index.json" or fname == "index.xml":
                     path = rel
                 else:
                     path = f"{rel}/{fname}"
-                raw = full.read_bytes()
-                if fname.endswith(".xml"):
+                is_xml = fname.endswith(".xml")
+                if not is_xml and not fname.endswith(".json"):
+                    continue
+                with open(os.path.join(dirpath, fname), "rb") as fh:
+                    raw = fh.read()
+                if is_xml:
                     # references to the capture-time BMC address become service-relative
                     raw = _CAPTURE_HOST.sub(b'Uri="/', raw)
                     tpl.resources[path] = Res(raw, XML_TYPE)
-                    continue
-                if not fname.endswith(".json"):
                     continue
                 try:
                     parsed = orjson.loads(raw)
@@ -153,7 +155,7 @@ class Template:
                     etag = parsed.get("@odata.etag")
                     if isinstance(etag, str):
                         res.etag_fragment = b'"@odata.etag":' + orjson.dumps(etag)
-                    if not path.lower().startswith(tuple("/redfish/v1" + p for p in _STATIC_PARTS_LOWER)):
+                    if not path.lower().startswith(static_prefixes):
                         _collect_identity(parsed, path, found)
                 tpl.resources[path] = res
         if "/redfish" not in tpl.resources:
@@ -162,13 +164,15 @@ class Template:
         all_paths = "\n".join(tpl.resources).lower()
         tpl.idents = {v: kind for v, (_k, kind) in found.items() if v.lower() not in all_paths}
         ordered = sorted(tpl.idents, key=len, reverse=True)
-        encoded = [(v, v.encode()) for v in ordered]
-        for path, res in tpl.resources.items():
-            if res.ctype != JSON_TYPE or path.lower().startswith(tuple("/redfish/v1" + p for p in _STATIC_PARTS_LOWER)):
-                continue
-            present = tuple(v for v, b in encoded if b in res.body)
-            if present:
-                res.idents = present
+        if ordered:
+            finder = re.compile(b"|".join(re.escape(v.encode()) for v in ordered))
+            rank = {v: i for i, v in enumerate(ordered)}
+            for path, res in tpl.resources.items():
+                if res.ctype != JSON_TYPE or path.lower().startswith(static_prefixes):
+                    continue
+                hits = {m.decode() for m in finder.findall(res.body)}
+                if hits:
+                    res.idents = tuple(sorted(hits, key=rank.__getitem__))
         if case_insensitive:
             tpl.lower = {}
             for path in tpl.resources:
