@@ -312,3 +312,33 @@ async def test_lemon_fails_again_after_repair(fleet: SimFleet) -> None:
     fd.inject("node-00001", "fan")
     fd.clear("node-00001")
     assert not any(p[1] == "node-00001" for p in fd.pending)
+
+
+async def test_bmc_reset_clears_bmc_slow_but_not_hardware(fleet: SimFleet) -> None:
+    fd = fd_of(fleet)
+    node = fleet.node(names(fleet)["ami"])
+    nd = fd.nodes[node.name]
+    fd.inject(node.name, "bmc-slow", params={"latency": "const:1ms"})
+    fd.inject(node.name, "psu", target=0)
+    node.manager_reset()
+    await wait_for(lambda: not node.down, 10)
+    assert [f.kind for f in nd.faults] == ["psu"] and node.slow is None
+
+
+async def test_telemetry_moves_on_the_wire_and_follows_power(fleet: SimFleet) -> None:
+    node = fleet.node(names(fleet)["dgx"])
+    base = fleet.info(node).bmc_url
+    sensor = "/redfish/v1/Chassis/HGX_GPU_SXM_1/Sensors/HGX_GPU_SXM_1_Power_0"
+    seen = set()
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        for _ in range(5):
+            async with s.get(base + sensor) as r:
+                seen.add((await r.json())["Reading"])
+            await asyncio.sleep(0.05)  # x400: 20 simulated seconds
+        assert len(seen) >= 3
+        node.reset("ForceOff")
+        async with s.get(base + sensor) as r:
+            assert (await r.json())["Reading"] == 0.0
+        async with s.get(base + "/redfish/v1/Chassis/DGX/Thermal") as r:
+            fans = [f["Reading"] for f in (await r.json())["Fans"]]
+        assert fans and all(f == 0 for f in fans)

@@ -356,7 +356,8 @@ class NodeDyn(NodeDynamics):
             self.fd.publish(self, mid, msg, "OK", args, self.flv.ix.system, event_type="StatusChange")
 
     def on_manager_reset(self, down: bool) -> None:
-        if down:
+        # only a real BMC restart (Manager.Reset) clears what a BMC reset clears; bmc-down is not a restart
+        if down and "manager-reset" in getattr(self.node, "_down_reasons", ()):
             self.fd.bmc_reset(self)
 
     def on_log_entry(self, log_path: str, entry: Doc) -> None:
@@ -671,6 +672,10 @@ class FleetDyn(FleetDynamics):
                extra: Doc) -> None:
         try:
             extra = dict(extra)
+            for t in nd.flv.ix.logs.values():
+                if t.uri == log_path:
+                    extra.setdefault("@odata.type", t.entry_odata_type)
+                    break
             nd.node.append_log(message, severity=severity, message_id=message_id, log=log_path, extra=extra)
         except Exception:
             log.exception("could not append a log entry on %s", nd.node.name)
