@@ -17,7 +17,7 @@ CONTROL_HELP = ("Control API of the running simulator (`redfleet sim --control-p
                 "http://127.0.0.1:9900). Default: $REDFLEET_SIM_CONTROL, else " + DEFAULT_CONTROL + ".")
 
 _KIND_LINES = "\n\n".join(
-    f"{k}: {CATALOG[k].summary}" + ("" if CATALOG[k].cleared_by_power_cycle else " [survives a power cycle]")
+    f"{k}: {CATALOG[k].summary}" + ("" if CATALOG[k].cleared_by_power_cycle else " (survives a power cycle)")
     for k in PUBLIC_KINDS
 )
 
@@ -75,8 +75,8 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def fault(
-    node: str = typer.Argument(..., help="Node name, e.g. node-00003."),
-    kind: str = typer.Argument(..., help="Fault kind: " + ", ".join(PUBLIC_KINDS) + "."),
+    node: str = typer.Argument(..., metavar="NODE", help="Node name, e.g. node-00003."),
+    kind: str = typer.Argument(..., metavar="KIND", help="Fault kind: " + ", ".join(PUBLIC_KINDS) + "."),
     gpu: int | None = typer.Option(None, "--gpu", help="GPU index (0-based) for GPU faults; default 0."),
     xid: int | None = typer.Option(None, "--xid", help="Xid code for KIND xid (e.g. 13, 31, 48, 79, 119)."),
     persistent: bool = typer.Option(False, "--persistent", help="A power cycle does not clear it."),
@@ -117,7 +117,7 @@ def fault(
 
 
 def clear(
-    node: str = typer.Argument(..., help="Node name, e.g. node-00003."),
+    node: str = typer.Argument(..., metavar="NODE", help="Node name, e.g. node-00003."),
     fault_id: int | None = typer.Option(None, "--fault", help="Clear only this fault id (default: all)."),
     no_repair: bool = typer.Option(False, "--no-repair", help="Do not count this as a repair (a lemon node "
                                    "then does not fail again)."),

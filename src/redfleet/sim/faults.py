@@ -52,7 +52,7 @@ _BMC = "bmc"
 CATALOG: dict[str, FaultSpec] = {
     s.kind: s
     for s in (
-        FaultSpec("xid", "GPU Xid error (any code; --xid, default 79 is gpu-lost's)", "gpu", True,
+        FaultSpec("xid", "GPU Xid error, any code (--xid, default 31); 79 also takes the GPU off the bus", "gpu", True,
                   (_RF, _SEL, _EV, _DCGM, _XID), default_xid=31),
         FaultSpec("ecc-dbe", "GPU double-bit ECC error: Xid 48 + 63, DBE counters, row remap pending", "gpu", True,
                   (_RF, _SEL, _EV, _DCGM, _XID), default_xid=48),
