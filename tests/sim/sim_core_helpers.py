@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +28,8 @@ async def fleet_and_client(tmp_path: Any, **kw: Any) -> AsyncIterator[tuple[SimF
     kw.setdefault("port", 0)
     kw.setdefault("time_scale", 1000.0)
     kw.setdefault("cache_dir", tmp_path / "certs")
-    kw.setdefault("dynamics", False)
+    # the core alone by default; SIM_CORE_DYNAMICS=auto runs the same tests with the dynamic side plugged in
+    kw.setdefault("dynamics", None if os.environ.get("SIM_CORE_DYNAMICS") == "auto" else False)
     cfg = SimConfig(**kw)
     async with SimFleet(cfg) as fleet:
         conn = aiohttp.TCPConnector(ssl=insecure_ssl(), limit=32)
