@@ -554,13 +554,22 @@ def gpu_resource(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> D
         _status(doc, health)
         st = doc.get("Status")
         if isinstance(st, dict) and "Conditions" in st:
-            st["Conditions"] = [{"Message": f"{g.id}: {f.spec.summary}", "Severity": f.severity(),
+            st["Conditions"] = [{"Message": _condition_text(g.id, f), "Severity": f.severity(),
                                  "MessageId": "ResourceEvent.1.0.ResourceErrorsDetected",
                                  "MessageArgs": [g.id, f.kind], "Timestamp": _now_iso()}
                                 for f in nd.gpu_faults(gpu)]
     if "OperatingSpeedMHz" in doc and isinstance(doc.get("OperatingSpeedMHz"), (int, float)):
         doc["OperatingSpeedMHz"] = int(345 + (1980 - 345) * min(1.0, nd.model.gpu_util(gpu, t, c) * 1.2))
     return doc
+
+
+def _condition_text(gpu_id: str, f: Any) -> str:
+    from redfleet.sim.faults import xid_info
+
+    if f.xid is not None:
+        mnemonic, _bucket, text = xid_info(int(f.xid))
+        return f"{gpu_id}: Xid {f.xid} ({mnemonic}): {text}"
+    return f"{gpu_id}: {f.spec.summary}"
 
 
 def gpu_chassis(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> Doc:
