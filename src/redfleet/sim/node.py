@@ -359,9 +359,13 @@ class SimNode:
         return entry
 
     # ---- power ---------------------------------------------------------------------------------------------
-    def allowed_reset_types(self, action_path: str | None = None) -> list[str] | None:
-        sys_doc = self.template.doc(self.facts.system_path or "") or {}
-        act = (sys_doc.get("Actions") or {}).get("#ComputerSystem.Reset") or {}
+    def allowed_reset_types(self, action: Doc | None = None) -> list[str] | None:
+        """ResetType values of an action object (default: the host system's ComputerSystem.Reset), from
+        ``ResetType@Redfish.AllowableValues`` or its ``@Redfish.ActionInfo``; None when it does not say."""
+        if action is None:
+            sys_doc = self.template.doc(self.facts.system_path or "") or {}
+            action = (sys_doc.get("Actions") or {}).get("#ComputerSystem.Reset") or {}
+        act = action
         values = act.get("ResetType@Redfish.AllowableValues")
         if isinstance(values, list):
             return [str(v) for v in values]
@@ -623,10 +627,10 @@ class SimNode:
         return self.fleet.config.session_limit or self.flavor.session_limit
 
     def expire_sessions(self) -> None:
-        timeout = self.facts.session_timeout
+        timeout = max(30, self.facts.session_timeout)  # real seconds: --time-scale does not shorten it
         now = time.monotonic()
         for tok, s in list(self.sessions.items()):
-            if (now - s.last_used) * self.fleet.config.time_scale > timeout:
+            if now - s.last_used > timeout:
                 del self.sessions[tok]
 
     def new_session(self, user: str) -> Session | None:
@@ -646,7 +650,7 @@ class SimNode:
         if s is None:
             return None
         now = time.monotonic()
-        if (now - s.last_used) * self.fleet.config.time_scale > self.facts.session_timeout:
+        if now - s.last_used > max(30, self.facts.session_timeout):
             del self.sessions[token]
             return None
         s.last_used = now

@@ -515,12 +515,22 @@ class RedfishHandler:
         if isinstance(body, web.Response):
             return body
         short = name.rsplit(".", 1)[-1]
-        if name.endswith("ComputerSystem.Reset") or (short == "Reset" and owner == node.facts.system_path):
+        if name.endswith("ComputerSystem.Reset") and owner == node.facts.system_path:
             return self._reset(node, name, action, body)
+        if short == "Reset" and not name.endswith("Manager.Reset"):  # other systems, chassis, HGX baseboard
+            rt = body.get("ResetType")
+            allowed = node.allowed_reset_types(action)
+            if rt is None and allowed is not None:
+                return error_response(400, "ActionParameterMissing", name, "ResetType")
+            if allowed is not None and rt not in allowed:
+                return error_response(400, "ActionParameterValueNotInList", rt, "ResetType", name,
+                                      related=["#/ResetType"])
+            node.append_log(f"{owner.rsplit('/', 1)[-1]} reset ({rt or 'default'}).")
+            return web.Response(status=204, headers={"OData-Version": "4.0"})
         if name.endswith("Manager.Reset"):
             rt = body.get("ResetType", "GracefulRestart")
-            allowed = action.get("ResetType@Redfish.AllowableValues")
-            if isinstance(allowed, list) and rt not in allowed:
+            allowed = node.allowed_reset_types(action)
+            if allowed is not None and rt not in allowed:
                 return error_response(400, "ActionParameterValueNotInList", rt, "ResetType", name)
             # answer first, then go down
             node.fleet.loop.call_soon(node.manager_reset)
@@ -543,10 +553,8 @@ class RedfishHandler:
 
     def _reset(self, node: SimNode, name: str, action: Doc, body: Doc) -> web.Response:
         rt = body.get("ResetType")
-        allowed = node.allowed_reset_types()
+        allowed = node.allowed_reset_types(action)
         if rt is None:
-            if allowed and "On" in allowed and False:
-                rt = "On"
             return error_response(400, "ActionParameterMissing", name, "ResetType")
         if allowed is not None and rt not in allowed:
             return error_response(400, "ActionParameterValueNotInList", rt, "ResetType", name,
