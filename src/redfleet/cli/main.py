@@ -12,7 +12,8 @@ from redfleet import __version__
 # Modules under redfleet.cli that contribute commands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "demo",  # redfleet demo
-    "sim",  # redfleet sim [...] / sim fault / sim clear
+    "sim",  # redfleet sim [...]
+    "sim_faults",  # redfleet sim fault / sim clear
     "bmc",  # redfleet inventory / power / sensors
     "fleet",  # redfleet fleet import / list
     "validate",  # redfleet validate
