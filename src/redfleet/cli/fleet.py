@@ -118,16 +118,17 @@ def list_cmd(
         typer.echo(json.dumps([n.to_dict() for n in nodes], indent=1))
         return
     table = Table(title=f"{len(nodes)} node(s)")
-    for col in ("name", "rack", "pos", "BMC", "credential", "flavor", "vendor / model", "state", "health", "tags",
-                "TLS"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("rack/pos", no_wrap=True)
+    table.add_column("BMC", no_wrap=True)
+    for col in ("flavor", "vendor / model", "state", "health", "tags", "TLS"):
         table.add_column(col)
     for n in nodes:
-        tls = "pending!" if n.tls_pending_fingerprint else ("pinned" if n.tls_fingerprint else "")
-        table.add_row(
-            n.name, n.rack or "", "" if n.position is None else str(n.position), n.bmc_url or "", n.credential or "",
-            n.flavor or "", " ".join(x for x in (n.vendor, n.model) if x), n.state, n.health or "",
-            ",".join(n.tags), tls,
-        )
+        tls = "CHANGED" if n.tls_pending_fingerprint else ("pinned" if n.tls_fingerprint else "")
+        where = "/".join(x for x in (n.rack, None if n.position is None else str(n.position)) if x)
+        bmc = (n.bmc_url or "").removeprefix("https://")
+        table.add_row(n.name, where, bmc, n.flavor or "", " ".join(x for x in (n.vendor, n.model) if x), n.state,
+                      n.health or "", ",".join(n.tags), tls)
     Console().print(table)
 
 
