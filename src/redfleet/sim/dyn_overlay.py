@@ -83,8 +83,39 @@ def _fan_failed(nd: NodeDyn, c: Conditions, index: int | None, name: str) -> boo
     return False
 
 
-def _threshold_health(obj: Doc, value: Any, health: str) -> str:
-    if not isinstance(value, (int, float)):
+def _upper_limits(obj: Doc) -> list[float]:
+    """Every upper threshold the resource advertises (legacy Thermal keys and Sensor ``Thresholds``)."""
+    out = [float(v) for k in ("UpperThresholdFatal", "UpperThresholdCritical", "UpperThresholdNonCritical")
+           if isinstance(v := obj.get(k), (int, float))]
+    th = obj.get("Thresholds")
+    if isinstance(th, dict):
+        for k in ("UpperFatal", "UpperCritical", "UpperCaution"):
+            lim = th.get(k)
+            if isinstance(lim, dict) and isinstance(lim.get("Reading"), (int, float)):
+                out.append(float(lim["Reading"]))
+    return out
+
+
+def keep_healthy(obj: Doc, value: Any, kind: str) -> Any:
+    """A healthy component stays inside its thresholds: only a fault pushes a reading over one.
+
+    Captured readings sit close to some BMCs' caution limits (an HPE I/O-module sensor at 70 °C with a 75 °C
+    caution), so the simulated load swing would otherwise raise alarms on a fleet with no fault at all, and every
+    health rule downstream would learn to ignore them. Cumulative counters (energy) are not clamped."""
+    if kind == "energy" or not isinstance(value, (int, float)):
+        return value
+    limits = [lim for lim in _upper_limits(obj) if lim > 0]
+    if not limits:
+        return value
+    ceiling = min(limits) - 1.0
+    if value > ceiling:
+        return type(value)(ceiling) if isinstance(value, float) else int(ceiling)
+    return value
+
+
+def _threshold_health(obj: Doc, value: Any, health: str, kind: str = "") -> str:
+    # Energy sensors are running totals; some AMI BMCs give them thresholds that any totals crosses in time.
+    if not isinstance(value, (int, float)) or kind == "energy":
         return health
     for key, sev in (("UpperThresholdFatal", "Critical"), ("UpperThresholdCritical", "Critical"),
                      ("UpperThresholdNonCritical", "Warning")):
@@ -136,6 +167,8 @@ def thermal(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> Doc:
         if gpu is not None and gpu in c.lost_gpus:
             v = None
             _status(tm, "Critical", "Absent" if "Status" in tm else None)
+        if health == "OK":
+            v = keep_healthy(tm, v, kind)
         if "ReadingCelsius" in tm:
             tm["ReadingCelsius"] = v
         if v is not None and "Status" in tm:
@@ -230,13 +263,15 @@ def sensor(nd: NodeDyn, path: str, doc: Doc, t: float, c: Conditions) -> Doc | N
     if kind == "gpu_temp" and gpu is not None and gpu in c.hot_gpus:
         v = _force_over_thresholds(doc, v)
         health = "Critical"
+    if health == "OK":
+        v = keep_healthy(doc, v, kind)
     if "Reading" in doc:
         doc["Reading"] = v
     if gpu is not None and gpu in c.lost_gpus:
         _status(doc, "Critical", "UnavailableOffline" if "Conditions" in (doc.get("Status") or {}) else "Absent")
         return doc
     if "Status" in doc:
-        _status(doc, _threshold_health(doc, v, health))
+        _status(doc, _threshold_health(doc, v, health, kind))
     return doc
 
 
