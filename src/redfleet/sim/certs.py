@@ -103,11 +103,13 @@ class CertStore:
         if not self._made_dir:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._made_dir = True
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = f"{path}.{os.getpid()}.tmp"  # atomic: other processes may share the cache
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, pem)
         finally:
             os.close(fd)
+        os.replace(tmp, path)
         self._fingerprints[key] = fp
         self._dirty = True
         return fp
@@ -116,7 +118,13 @@ class CertStore:
         if not self._dirty:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._index_file.with_suffix(".tmp")
+        try:  # keep what other processes added meanwhile
+            merged = json.loads(self._index_file.read_text())
+        except (OSError, ValueError):
+            merged = {}
+        merged.update(self._fingerprints)
+        self._fingerprints = merged
+        tmp = self._index_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self._fingerprints, indent=0, sort_keys=True))
         tmp.replace(self._index_file)
         self._dirty = False
