@@ -467,7 +467,8 @@ def run_fleet(rows: list[dict[str, str]], th: Thresholds, n_drives: int, seed: i
                 statistics.mean(r["ours"]["replace_fpr"] for r in sel), 5)
     summary["ever_flagged_healthy_share"] = {k: round(len(v) / n_drives, 5) for k, v in ever_flagged.items()}
     summary["lead_time_days_B2"] = {
-        k: {"n": len(v), "median": round(statistics.median(v), 1), "share_flagged": round(sum(x > 0 for x in v) / len(v), 3)}
+        k: {"n": len(v), "median": round(statistics.median(v), 1),
+            "share_flagged": round(sum(x > 0 for x in v) / len(v), 3)}
         for k, v in sorted(lead_times.items())
     }
     summary["false_positive_reasons"] = dict(sorted(fp_reasons.items(), key=lambda kv: -kv[1]))

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient  # needs httpx2 (dev extra)
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from redfleet.predict import DriveModel
-
-try:  # starlette's TestClient needs httpx2 (newer starlette) or httpx
-    import httpx2  # noqa: F401
-except ImportError:
-    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx2 or httpx")
-from fastapi.testclient import TestClient
-
 from redfleet.api.ssd import make_router, router
+from redfleet.predict import DriveModel
 from redfleet.store.base import Base
 
 FIX = Path(__file__).parent / "fixtures"

@@ -193,6 +193,11 @@ class _Point:
     ocp: Mapping[str, Any]
 
 
+def _count(n: float, one: str, many: str) -> str:
+    """ "1 bad block", "2 bad blocks" (numbers with thousands separators)."""
+    return f"{n:,.0f} {one if round(n) == 1 else many}"
+
+
 def _fmt(n: float) -> str:
     return f"{n:,.0f}" if abs(n) >= 10 or float(n).is_integer() else f"{n:.2g}"
 
@@ -287,7 +292,8 @@ def _rules(f: Features, th: Thresholds) -> list[Reason]:
     bsb = f.levels.get("bad_system_blocks")
     t = trend("bad_system_blocks")
     if t and t.delta_short >= th.bad_system_blocks_growth:
-        out.append(Reason("bad_system_growth", f"{t.delta_short:,.0f} new bad system-area NAND blocks in the last "
+        what = _count(t.delta_short, "new bad system-area NAND block", "new bad system-area NAND blocks")
+        out.append(Reason("bad_system_growth", what + " in the last "
                           f"{th.short_days:.0f} days", th.risk_bad_system_growth, group="bad_system"))
     elif bsb is not None and bsb >= th.bad_system_blocks_level:
         out.append(Reason("bad_system_blocks", f"{bsb:,.0f} bad system-area NAND blocks",
@@ -295,44 +301,50 @@ def _rules(f: Features, th: Thresholds) -> list[Reason]:
 
     # uncorrectable errors: level and growth, from whichever log counts more
     ue = max(f.level("uncorrectable"), f.level("media_errors"))
-    which = "uncorrectable read errors" if f.level("uncorrectable") >= f.level("media_errors") else \
-        "media and data integrity errors"
+    ue_ocp = f.level("uncorrectable") >= f.level("media_errors")
+    which = ("uncorrectable read error", "uncorrectable read errors") if ue_ocp else \
+        ("media and data integrity error", "media and data integrity errors")
     if ue >= th.ue_level_replace:
-        out.append(Reason("uncorrectable", f"{ue:,.0f} {which}", th.risk_ue_replace, group="ue_level"))
+        out.append(Reason("uncorrectable", _count(ue, *which), th.risk_ue_replace, group="ue_level"))
     elif ue >= th.ue_level_watch:
         poh = f.level("power_on_hours")
         per_year = ue / (poh / 8766) if poh >= 24 * 30 else None
         if per_year is not None and per_year < th.ue_per_year_watch:
-            out.append(Reason("uncorrectable", f"{ue:,.0f} {which}, about {per_year:.1f} a year of power-on time",
+            out.append(Reason("uncorrectable", f"{_count(ue, *which)}, about {per_year:.1f} a year of power-on time",
                               th.risk_ue_slow, group="ue_level"))
         else:
-            out.append(Reason("uncorrectable", f"{ue:,.0f} {which}", th.risk_ue_watch, group="ue_level"))
+            out.append(Reason("uncorrectable", _count(ue, *which), th.risk_ue_watch, group="ue_level"))
     elif ue >= th.ue_level_low:
-        out.append(Reason("uncorrectable", f"{ue:,.0f} {which} (drives that never fail have a few too)",
+        out.append(Reason("uncorrectable", f"{_count(ue, *which)} (drives that never fail have a few too)",
                           th.risk_ue_low, group="ue_level"))
     new_ue = max(t.delta_short if (t := trend("uncorrectable")) else 0.0,
                  t.delta_short if (t := trend("media_errors")) else 0.0)
     if new_ue >= th.ue_new_replace:
-        out.append(Reason("uncorrectable_rate", f"{new_ue:,.0f} new uncorrectable errors in the last "
+        out.append(Reason("uncorrectable_rate", _count(new_ue, "new uncorrectable error", "new uncorrectable errors")
+                          + " in the last "
                           f"{th.short_days:.0f} days", th.risk_ue_new_high, group="ue_trend"))
     elif new_ue >= th.ue_new_watch:
-        out.append(Reason("uncorrectable_rate", f"{new_ue:,.0f} new uncorrectable errors in the last "
+        out.append(Reason("uncorrectable_rate", _count(new_ue, "new uncorrectable error", "new uncorrectable errors")
+                          + " in the last "
                           f"{th.short_days:.0f} days", th.risk_ue_new, group="ue_trend"))
 
     # end-to-end
     e2e = f.level("e2e_detected")
     t = trend("e2e_detected")
     if t and t.delta_short > 0:
-        out.append(Reason("e2e_new", f"{t.delta_short:,.0f} new end-to-end detected errors (data-path corruption) "
+        what = _count(t.delta_short, "new end-to-end detected error", "new end-to-end detected errors")
+        out.append(Reason("e2e_new", what + " (data-path corruption) "
                           f"in the last {th.short_days:.0f} days", th.risk_e2e_new, group="e2e"))
     elif e2e >= th.e2e_level:
-        out.append(Reason("e2e", f"{e2e:,.0f} end-to-end detected errors (data-path corruption caught)",
+        out.append(Reason("e2e", _count(e2e, "end-to-end detected error", "end-to-end detected errors")
+                          + " (data-path corruption caught)",
                           th.risk_e2e, group="e2e"))
 
     # XOR
     t = trend("xor_recovery")
     if t and t.delta_short >= th.xor_new_watch:
-        out.append(Reason("xor_rate", f"{t.delta_short:,.0f} XOR (die-parity) recoveries in the last "
+        out.append(Reason("xor_rate", _count(t.delta_short, "XOR (die-parity) recovery", "XOR (die-parity) recoveries")
+                          + " in the last "
                           f"{th.short_days:.0f} days", th.risk_xor_new, group="xor"))
     elif f.level("xor_recovery") >= th.xor_level:
         out.append(Reason("xor", f"{f.level('xor_recovery'):,.0f} XOR (die-parity) recoveries", th.risk_xor_level,
@@ -376,7 +388,8 @@ def _rules(f: Features, th: Thresholds) -> list[Reason]:
                               group="dies"))
     t = trend("command_timeouts")
     if t and t.delta_short >= th.command_timeouts_new:
-        out.append(Reason("command_timeouts", f"{t.delta_short:,.0f} command timeouts in the last "
+        out.append(Reason("command_timeouts", _count(t.delta_short, "command timeout", "command timeouts")
+                          + " in the last "
                           f"{th.short_days:.0f} days", th.risk_command_timeouts, group="timeouts"))
     return out
 
