@@ -86,13 +86,20 @@ def sample_from_decoded(log: DecodedLog, *, drive_id: str, collected_at: datetim
 
 
 def sample_from_record(rec: Mapping[str, Any], default_id: str, default_time: datetime, source: str) -> Sample:
-    """redfleet's sample JSON; "smart"/"ocp" may themselves be nvme-cli/smartctl documents or field dicts."""
-    drive_id = str(rec.get("drive_id") or default_id)
+    """redfleet's sample JSON; "smart"/"ocp" may themselves be nvme-cli/smartctl documents or field dicts.
+
+    The in-band agent's per-drive entries are read too: ``ocp_c0h`` stands for ``ocp``, and
+    ``raw: {"smart_02h": hex, "ocp_c0h": hex}`` (the 512-byte logs in hex) for either part when it is missing;
+    the drive id then defaults to the entry's ``serial``.
+    """
+    drive_id = str(rec.get("drive_id") or rec.get("serial") or default_id)
     when = parse_time(rec["collected_at"]) if rec.get("collected_at") is not None else default_time
     s = Sample(drive_id=drive_id, collected_at=when, source=source, formats=["redfleet-sample"],
                node_id=rec.get("node_id"))
-    for part in ("smart", "ocp"):
-        doc = rec.get(part)
+    for part, key in (("smart", "smart"), ("ocp", "ocp"), ("ocp", "ocp_c0h")):
+        if (part == "ocp" and s.ocp) or key not in rec:
+            continue
+        doc = rec.get(key)
         if doc is None:
             continue
         if not isinstance(doc, Mapping):
@@ -110,6 +117,19 @@ def sample_from_record(rec: Mapping[str, Any], default_id: str, default_time: da
             raise LogFormatError(f"{part}: holds a {decoded.kind} log")
         s.merge(sample_from_decoded(decoded, drive_id=drive_id, collected_at=when))
         s.formats = ["redfleet-sample"]
+    raw = rec.get("raw")
+    if isinstance(raw, Mapping):
+        for key, kind in (("smart_02h", "smart"), ("ocp_c0h", "ocp_c0")):
+            text = raw.get(key)
+            if not text or (kind == "smart" and s.smart) or (kind == "ocp_c0" and s.ocp):
+                continue
+            try:
+                data = bytes.fromhex(str(text))
+            except ValueError:
+                raise LogFormatError(f"raw.{key}: not hexadecimal") from None
+            decoded = decode_raw(data, kind)  # type: ignore[arg-type]
+            s.merge(sample_from_decoded(decoded, drive_id=drive_id, collected_at=when))
+            s.formats = ["redfleet-sample"]
     if not s.smart and not s.ocp:
         raise LogFormatError("sample has neither a smart nor an ocp part")
     for key in ("model", "serial", "firmware", "slot"):
@@ -119,8 +139,13 @@ def sample_from_record(rec: Mapping[str, Any], default_id: str, default_time: da
 
 
 def _is_sample_record(doc: Any) -> bool:
-    return isinstance(doc, Mapping) and ("smart" in doc or "ocp" in doc) and (
-        "drive_id" in doc or "collected_at" in doc or doc.get("format") == SAMPLE_FORMAT)
+    return isinstance(doc, Mapping) and any(k in doc for k in ("smart", "ocp", "ocp_c0h", "raw")) and (
+        "drive_id" in doc or "collected_at" in doc or "serial" in doc or doc.get("format") == SAMPLE_FORMAT)
+
+
+def _is_inband_report(doc: Any) -> bool:
+    """The in-band agent's node report: ``{"node": …, "nvme": [{device, serial, smart, ocp_c0h, raw}, …]}``."""
+    return isinstance(doc, Mapping) and isinstance(doc.get("nvme"), list) and "node" in doc
 
 
 def load_bytes(data: bytes, *, name: str = "<input>", drive_id: str | None = None,
@@ -161,7 +186,18 @@ def load_bytes(data: bytes, *, name: str = "<input>", drive_id: str | None = Non
         for i, doc in enumerate(docs):
             where = f"record {i + 1}: " if len(docs) > 1 else ""
             try:
-                if _is_sample_record(doc):
+                if _is_inband_report(doc):
+                    at = parse_time(doc["collected_at"]) if doc.get("collected_at") else when
+                    for j, entry in enumerate(doc["nvme"]):
+                        if not isinstance(entry, Mapping):
+                            raise LogFormatError(f"nvme[{j}]: expected an object")
+                        rec = {"node_id": doc["node"], **entry}
+                        fallback = f"{doc['node']}/{entry.get('device', j)}"
+                        try:
+                            samples.append(sample_from_record(rec, fallback, at, name))
+                        except LogFormatError as exc:
+                            raise LogFormatError(f"nvme[{j}]: {exc}") from None
+                elif _is_sample_record(doc):
                     samples.append(sample_from_record(doc, default_id, when, name))
                 else:
                     decoded = parse_document(doc)
