@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,12 +19,67 @@ from redfleet.store.ssd import append_sample, fleet_histories, list_drives, read
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def session():
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as s:
-        yield s
+PG = os.environ.get("REDFLEET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def _pg_schema():
+    """A fresh schema in the local PostgreSQL's postgres database, or a skip."""
+    psycopg = pytest.importorskip("psycopg")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG)
+    conninfo = (f"host={url.host or '127.0.0.1'} port={url.port or 5432} user={url.username or 'postgres'} "
+                "dbname=postgres")
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {PG} is not reachable: {exc}")
+    schema = f"ssd_{uuid.uuid4().hex[:10]}"
+    conn.execute(f"CREATE SCHEMA {schema}")
+    return conn, schema, f"{PG}/postgres?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def session(request):
+    if request.param == "sqlite":
+        engine = create_engine("sqlite://")
+        Base.metadata.create_all(engine)
+        with Session(engine) as s:
+            yield s
+        return
+    conn, schema, url = _pg_schema()
+    engine = create_engine(url)
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as s:
+            yield s
+    finally:
+        engine.dispose()
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_fleet_store_migrations_hold_the_ssd_tables_on_postgresql():
+    """The store's Alembic history creates these tables as the models define them (JSON, tz times, cascade)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from redfleet.store import FleetStore
+
+    conn, schema, url = _pg_schema()
+    store = FleetStore(url)
+    try:
+        with sessionmaker(store.engine)() as s:
+            append_sample(s, "d1", T0, smart={"data_units_written": 2**100 + 1, "critical_warning": 0},
+                          ocp={"log_page_version": 5, "endurance_estimate": 2**90}, node_id="n1")
+            s.commit()
+            p = read_history(s, "d1")[0]
+            assert p.collected_at == T0 and p.smart["data_units_written"] == 2**100 + 1
+            assert p.ocp["endurance_estimate"] == 2**90
+    finally:
+        store.close()
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.close()
 
 
 def test_append_and_read_back(session):
