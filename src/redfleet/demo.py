@@ -33,6 +33,7 @@ from redfleet.model.telemetry import SensorReadings
 from redfleet.redfish import collect_inventory, read_sensors
 from redfleet.redfish.fleet import FleetOptions, NodeResult, run_fleet, targets_from_fleet
 from redfleet.sim import SimConfig, SimFleet
+from redfleet.sim.dyn_node import FleetDyn
 from redfleet.store.crypto import KeyRing
 from redfleet.store.repository import FleetStore
 
@@ -50,6 +51,7 @@ DEMO_FAULTS: tuple[dict[str, Any], ...] = (
 )
 
 UNHEALTHY = {"Warning", "Critical"}
+GPU_FAULTS = {"xid", "gpu-overtemp", "ecc-dbe", "gpu-lost", "row-remap", "nvlink"}
 
 
 @dataclass
@@ -73,9 +75,29 @@ class DemoState:
     changes: int = 0
 
 
+# Health of a disabled or absent function says nothing about the hardware (AMI MegaRAC reports its disabled
+# power-capping control as Critical): such readings are not alarms.
+IGNORED_STATES = {"Disabled", "Absent", "StandbyOffline"}
+HEALTH_LISTS = ("systems", "gpus", "cpus", "memory", "drives", "psus", "fans", "nics")
+
+
 def _sensor_problems(readings: SensorReadings) -> list[str]:
     return [f"{r.name or r.id} {r.value if r.value is not None else ''}{r.units or ''} {r.health}".strip()
-            for r in readings.readings if r.health in UNHEALTHY]
+            for r in readings.readings if r.health in UNHEALTHY and r.state not in IGNORED_STATES]
+
+
+def health_changes(before: Inventory, after: Inventory) -> list[str]:
+    """Components whose health changed between two inventories of one node, in words."""
+    out = []
+    for key in HEALTH_LISTS:
+        # The URI a component was read from identifies it; ids repeat across chassis (one "NIC1" per adapter).
+        old = {item.source or item.id: item.health for item in getattr(before, key)}
+        for item in getattr(after, key):
+            ref = item.source or item.id
+            if ref in old and old[ref] != item.health and item.health is not None:
+                out.append(f"{key[:-1] if key.endswith('s') else key} {item.name or item.id}: "
+                           f"health {old[ref] or '?'} → {item.health}")
+    return out
 
 
 class Demo:
@@ -85,6 +107,7 @@ class Demo:
         self.state = DemoState()
         self.workdir = Path(tempfile.mkdtemp(prefix="redfleet-demo-"))
         self.db_url = opts.db or f"sqlite:///{self.workdir / 'redfleet.db'}"
+        self.last: dict[str, Inventory] = {}
 
     async def run(self) -> int:
         o = self.opts
@@ -129,6 +152,7 @@ class Demo:
                                       on_result=lambda _r: progress.advance(task))
         elapsed = time.monotonic() - t0
         ok = [r for r in results if r.ok and r.value is not None]
+        self.last.update({r.name: r.value for r in ok if r.value is not None})
         await asyncio.to_thread(self._record_all, store, ok, "demo inventory sweep")
         self.console.print(f"inventory of {len(ok)}/{len(results)} nodes in {elapsed:.1f} s "
                            f"({len(results) / max(elapsed, 1e-9):.0f} BMCs/s), stored with history")
@@ -172,7 +196,7 @@ class Demo:
         o = self.opts
         c = self.console
         rng = random.Random(o.seed)
-        dyn = fleet.dynamics
+        dyn = fleet.dynamics if isinstance(fleet.dynamics, FleetDyn) else None
         names = [n.name for n in fleet.nodes if n.flavor != "legacy-ipmi"]
         by_name = {t.name: t for t in targets}
         deadline = None if o.duration is None else time.monotonic() + o.duration
@@ -187,15 +211,19 @@ class Demo:
             if now >= next_fault and dyn is not None:
                 spec = dict(DEMO_FAULTS[i % len(DEMO_FAULTS)])
                 i += 1
-                node = rng.choice(names)
+                kind = spec.pop("kind")
+                # GPU faults go to nodes whose inventory shows GPUs; the rest to any node.
+                pool = [n for n in names if self.last.get(n) is not None and self.last[n].gpus] \
+                    if kind in GPU_FAULTS else names
+                node = rng.choice(pool or names)
                 try:
-                    fault = dyn.inject(node, spec.pop("kind"), **spec)
+                    fault = dyn.inject(node, kind, **spec)
                     faulted.add(node)
                     self.state.injected.append((now, node, fault.kind))
                     c.print(f"[yellow]⚡ injected[/] {fault.kind}{' ' + str(spec['xid']) if 'xid' in spec else ''}"
                             f" on {node}")
-                except Exception as exc:  # a flavor without that component: say so and move on
-                    c.print(f"[dim]could not inject {spec} on {node}: {exc}[/]")
+                except Exception as exc:  # e.g. a flavor without that sensor: say so and move on
+                    c.print(f"[dim]could not inject {kind} on {node}: {exc}[/]")
                 next_fault = now + o.fault_every
             if now >= next_sweep:
                 await self._sweep(store, targets, options, [by_name[n] for n in sorted(faulted)])
@@ -225,6 +253,13 @@ class Demo:
             self.state.changes += len(changes)
             for ch in changes[:12]:
                 c.print(f"  [magenta]changed[/] {ch.node}: {ch.summary}")
+            for r in ok:
+                assert r.value is not None
+                prev = self.last.get(r.name)
+                if prev is not None:
+                    for text in health_changes(prev, r.value)[:6]:  # a few per node keep the screen readable
+                        c.print(f"  [magenta]health[/] {r.name}: {text}")
+                self.last[r.name] = r.value
 
 
 def run_demo(opts: DemoOptions) -> int:
