@@ -136,3 +136,83 @@ async def run_fleet(
         return res
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+class FleetPoller:
+    """Long-lived clients for repeated fleet-wide reads (sensor polling): each BMC is discovered and logged in once,
+    keeps its session and keep-alive connections, and later polls send only the reads themselves (the chassis list
+    and capabilities stay cached per client; sensor values are always read live).
+
+    ```python
+    async with FleetPoller(targets, options) as poller:
+        first = await poller.poll(read_sensors)
+        again = await poller.poll(read_sensors)      # one request per sensor collection per BMC
+    ```
+    Nodes that cannot be opened get their error in every poll's results; ``reopen=True`` tries them again.
+    """
+
+    def __init__(self, targets: Sequence[NodeTarget], options: FleetOptions | None = None) -> None:
+        self.targets = [t for t in targets if not t.is_ipmi]
+        self.options = options or FleetOptions()
+        self.clients: dict[str, RedfishClient] = {}
+        self.open_errors: dict[str, BaseException] = {}
+        self._global = asyncio.Semaphore(max(1, self.options.global_requests))
+
+    def _client(self, t: NodeTarget) -> RedfishClient:
+        o = self.options
+        tls = TLSPolicy(o.tls_mode, ca_bundle=o.ca_bundle, pin_store=o.pin_store,  # type: ignore[arg-type]
+                        fingerprint=t.fingerprint)
+        return RedfishClient(t.url, t.username, t.password, tls=tls, auth=o.auth,  # type: ignore[arg-type]
+                             max_concurrency=o.per_bmc, global_limit=self._global, timeouts=o.timeouts,
+                             retry=o.retry, transport=o.transport, name=t.name)
+
+    async def open(self) -> None:
+        sem = asyncio.Semaphore(max(1, self.options.concurrency))
+
+        async def one(t: NodeTarget) -> None:
+            async with sem:
+                c = self._client(t)
+                try:
+                    await c.open()
+                except asyncio.CancelledError:
+                    await c.close()
+                    raise
+                except Exception as exc:
+                    await c.close()
+                    self.open_errors[t.name] = exc
+                    return
+                self.clients[t.name] = c
+                self.open_errors.pop(t.name, None)
+
+        await asyncio.gather(*(one(t) for t in self.targets if t.name not in self.clients))
+
+    async def __aenter__(self) -> FleetPoller:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        clients, self.clients = self.clients, {}
+        await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    async def poll(self, op: Callable[[RedfishClient], Awaitable[T]], *, reopen: bool = False) -> list[NodeResult[T]]:
+        if reopen and self.open_errors:
+            await self.open()
+        sem = asyncio.Semaphore(max(1, self.options.concurrency))
+
+        async def one(t: NodeTarget) -> NodeResult[T]:
+            c = self.clients.get(t.name)
+            if c is None:
+                return NodeResult(t.name, t.url, False, None, self.open_errors.get(t.name), 0.0)
+            async with sem:
+                t0 = time.monotonic()
+                try:
+                    return NodeResult(t.name, t.url, True, await op(c), None, time.monotonic() - t0)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    return NodeResult(t.name, t.url, False, None, exc, time.monotonic() - t0)
+
+        return list(await asyncio.gather(*(one(t) for t in self.targets)))

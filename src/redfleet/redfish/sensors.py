@@ -27,29 +27,33 @@ _KIND_BY_TYPE = {
 _KIND_BY_UNIT = {"Cel": "temperature", "RPM": "fan", "W": "power", "V": "voltage", "A": "current", "kW.h": "energy"}
 
 
-def _thresholds(s: dict[str, Any]) -> dict[str, float | None]:
-    raw = s.get("Thresholds")
-    th: dict[str, Any] = raw if isinstance(raw, dict) else {}
-
-    def read(name: str) -> float | None:
-        v = th.get(name)
-        return _float(v.get("Reading")) if isinstance(v, dict) else None
-
-    return {"upper_critical": read("UpperCritical"), "upper_fatal": read("UpperFatal"),
-            "lower_critical": read("LowerCritical")}
-
-
 def sensor_reading(s: dict[str, Any]) -> Reading:
-    health, state = _status(s)
+    st = s.get("Status")
+    health = state = None
+    if isinstance(st, dict):
+        health = st.get("Health") or st.get("HealthRollup")
+        state = st.get("State")
     units = s.get("ReadingUnits")
     rtype = s.get("ReadingType")
     kind = _KIND_BY_TYPE.get(str(rtype)) if rtype else None
     if kind is None:
         kind = _KIND_BY_UNIT.get(str(units), "other")
+    th = s.get("Thresholds")
+    uc = uf = lc = None
+    if isinstance(th, dict) and th:
+        uc, uf, lc = _th(th, "UpperCritical"), _th(th, "UpperFatal"), _th(th, "LowerCritical")
+    value = s.get("Reading")
     return Reading(
-        id=_id(s), name=s.get("Name"), kind=kind, value=_float(s.get("Reading")), units=units, health=health,
-        state=state, context=s.get("PhysicalContext"), source=U.odata_id(s) or s.get("@odata.id"), **_thresholds(s),
+        id=str(s.get("Id") or _id(s)), name=s.get("Name"), kind=kind,
+        value=value if isinstance(value, (int, float)) and not isinstance(value, bool) else _float(value),
+        units=units, health=health, state=state, context=s.get("PhysicalContext"),
+        source=s.get("@odata.id"), upper_critical=uc, upper_fatal=uf, lower_critical=lc,
     )
+
+
+def _th(th: dict[str, Any], name: str) -> float | None:
+    v = th.get(name)
+    return _float(v.get("Reading")) if isinstance(v, dict) else None
 
 
 def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None) -> list[Reading]:

@@ -18,6 +18,9 @@ def normalize(uri: str) -> str:
     trailing slash dropped (except the root ``/``). Case is kept: the BMC decides whether it matters."""
     if not uri:
         return uri
+    # fast path: already a clean absolute path (the common case: most links are)
+    if uri[0] == "/" and uri[-1] != "/" and "#" not in uri and "//" not in uri:
+        return uri
     if "://" in uri:
         parts = urlsplit(uri)
         uri = parts.path + (f"?{parts.query}" if parts.query else "")

@@ -1,0 +1,456 @@
+"""Redfish client throughput: full inventory of 1,000 simulated BMCs and sensors of 10,000, vs sushy and DMTF redfish.
+
+The simulator runs in a separate process (``redfleet sim``, plain HTTP by default). redfleet's client does its
+normal work (``collect_inventory`` / ``read_sensors`` through ``run_fleet``); the peers (OpenStack ``sushy`` and
+DMTF ``redfish``) do *the same reads*: the exact GET requests redfleet made for a node of each flavor (recorded
+first), through each library's own connection/session code, each response JSON-decoded, sequentially and with a
+64-thread pool. Peers run on a sample of the fleet (``--peer-sample-*``) and are compared by throughput
+(nodes per second); ``--peer-full`` runs them on the whole fleet. Wall time and CPU seconds of this process (the
+clients) are reported, plus the simulator's CPU seconds.
+
+    python -m benchmarks client_bench                       # full scale: 1,000 inventories, 10,000 sensor reads
+    python -m benchmarks client_bench --quick               # small scale while developing
+    python -m benchmarks client_bench --json result.json
+
+Goals (issue 3): >= 20x the best peer's fleet throughput; sensors of 10,000 BMCs in < 10 s on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redfleet.model.fleetfile import load_fleet_file
+from redfleet.redfish import RedfishClient, collect_inventory, read_sensors
+from redfleet.redfish.fleet import FleetOptions, NodeTarget, run_fleet, targets_from_fleet
+from redfleet.redfish.transport import FastTransport, Response
+
+
+@dataclass
+class Row:
+    client: str
+    work: str
+    mode: str
+    nodes: int
+    ok: int
+    wall_s: float
+    cpu_s: float
+    requests: int = 0
+    sim_cpu_s: float | None = None
+    nodes_per_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nodes_per_s = self.nodes / self.wall_s if self.wall_s > 0 else 0.0
+
+
+# ---- the simulator in its own process -----------------------------------------------------------------------
+
+
+class SimProcess:
+    def __init__(self, nodes: int, port: int, base: str, https: bool, workdir: Path) -> None:
+        self.nodes, self.port, self.base, self.https = nodes, port, base, https
+        self.fleet_file = workdir / f"fleet-{nodes}.yaml"
+        self.log = workdir / f"sim-{nodes}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SimProcess:
+        cmd = [sys.executable, "-m", "redfleet.cli.main", "sim", "--nodes", str(self.nodes), "--port",
+               str(self.port), "--base-address", self.base, "--fleet-out", str(self.fleet_file), "--seed", "1"]
+        if not self.https:
+            cmd.append("--http")
+        code = "import sys; from redfleet.cli.main import main; sys.argv[0]='redfleet'; main()"
+        self.proc = subprocess.Popen([sys.executable, "-c", code, *cmd[3:]], stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"simulator exited: {self.log.read_text()[-2000:]}")
+            if self.fleet_file.exists() and self._ready():
+                return self
+            time.sleep(0.5)
+        raise RuntimeError("simulator did not come up within 300 s")
+
+    def _ready(self) -> bool:
+        try:
+            ff = load_fleet_file(self.fleet_file)
+            if len(ff.nodes) != self.nodes:
+                return False
+            for node in (ff.nodes[0], ff.nodes[-1]):
+                import ssl
+
+                ctx = ssl._create_unverified_context()
+                with urllib.request.urlopen(node.bmc_url + "/redfish/v1", timeout=2, context=ctx) as r:
+                    if r.status != 200:
+                        return False
+            return True
+        except Exception:
+            return False
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+# ---- recording the reads --------------------------------------------------------------------------------------
+
+
+class RecordingTransport(FastTransport):
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.gets: list[str] = []
+
+    async def request(self, method: str, target: str, headers: dict[str, str], body: bytes | None,
+                      timeout: float) -> Response:  # noqa: ASYNC109
+        if method == "GET":
+            self.gets.append(target)
+        return await super().request(method, target, headers, body, timeout)
+
+
+async def record_reads(
+    targets: list[NodeTarget], flavors: dict[str, str], work: str, auth: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """flavor -> the GET targets redfleet sends for one node of that flavor: (cold read, warm re-read)."""
+    reads: dict[str, list[str]] = {}
+    warm: dict[str, list[str]] = {}
+    for t in targets:
+        fl = flavors[t.name]
+        if fl in reads:
+            continue
+        tr = RecordingTransport(t.url, max_connections=4)
+        async with RedfishClient(t.url, t.username, t.password, transport=tr, auth=auth) as c:  # type: ignore[arg-type]
+            if work == "inventory":
+                await collect_inventory(c)
+                reads[fl] = list(tr.gets)
+            else:
+                await read_sensors(c)
+                reads[fl] = list(tr.gets)
+                tr.gets.clear()
+                await read_sensors(c)
+                warm[fl] = list(tr.gets)
+    return reads, warm
+
+
+# ---- peers ----------------------------------------------------------------------------------------------------
+
+
+def _replay(paths: list[str]) -> list[str]:
+    # Both peers read the service root while connecting (as redfleet does): do not read it twice.
+    return [p for p in paths if p.rstrip("/") != "/redfish/v1"]
+
+
+def sushy_node(t: NodeTarget, paths: list[str], session: bool) -> int:
+    import sushy
+    from sushy import auth as sauth
+
+    a = sauth.SessionOrBasicAuth(t.username, t.password) if session else sauth.BasicAuth(t.username, t.password)
+    s = sushy.Sushy(t.url, verify=False, auth=a)  # reads the root, logs in (sushy's own session code)
+    n = 1
+    try:
+        for p in _replay(paths):
+            s._conn.get(p).json()
+            n += 1
+    finally:
+        a.close()  # deletes the session
+        s._conn.close()
+    return n
+
+
+def dmtf_node(t: NodeTarget, paths: list[str], session: bool) -> int:
+    import redfish
+
+    c = redfish.redfish_client(base_url=t.url, username=t.username, password=t.password, max_retry=1, timeout=30)
+    c.login(auth="session" if session else "basic")
+    n = 1
+    try:
+        for p in _replay(paths):
+            r = c.get(p)
+            r.dict  # noqa: B018 - decode the JSON like a caller would
+            n += 1
+    finally:
+        c.logout()
+    return n
+
+
+def run_peer(name: str, fn: Callable[[NodeTarget, list[str], bool], int], targets: list[NodeTarget],
+             flavors: dict[str, str], reads: dict[str, list[str]], pool: int, session: bool, work: str,
+             sim: SimProcess) -> Row:
+    ok = 0
+    reqs = 0
+    s0 = sim.cpu_seconds()
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def one(t: NodeTarget) -> int:
+        return fn(t, reads[flavors[t.name]], session)
+
+    if pool <= 1:
+        for t in targets:
+            try:
+                reqs += one(t)
+                ok += 1
+            except Exception as exc:  # a peer failing a node is a result too
+                print(f"  {name}: {t.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    else:
+        with ThreadPoolExecutor(pool) as ex:
+            for fut in [ex.submit(one, t) for t in targets]:
+                try:
+                    reqs += fut.result()
+                    ok += 1
+                except Exception as exc:
+                    print(f"  {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return Row(name, work, "sequential" if pool <= 1 else f"{pool} threads", len(targets), ok, wall, cpu, reqs,
+               sim.cpu_seconds() - s0)
+
+
+# ---- redfleet ---------------------------------------------------------------------------------------------------
+
+
+def run_ours(targets: list[NodeTarget], work: str, concurrency: int, auth: str, sim: SimProcess,
+             transport: str = "fast") -> Row:
+    op = collect_inventory if work == "inventory" else read_sensors
+    opts = FleetOptions(concurrency=concurrency, per_bmc=4, global_requests=max(concurrency * 2, 64),
+                        tls_mode="insecure", transport=transport, auth=auth)
+    requests = 0
+
+    async def counted(c: RedfishClient) -> Any:
+        nonlocal requests
+        try:
+            return await op(c)
+        finally:
+            requests += c.requests + 2  # + login and logout (sessions) / same count with Basic for comparison
+
+    async def main() -> list[Any]:
+        return await run_fleet(targets, counted, options=opts)
+
+    s0 = sim.cpu_seconds()
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        import uvloop
+
+        results = uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        results = asyncio.run(main())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    failed = [r for r in results if not r.ok]
+    for r in failed[:5]:
+        print(f"  redfleet: {r.name}: {r.error}", file=sys.stderr)
+    label = "redfleet" if transport == "fast" else f"redfleet[{transport}]"
+    return Row(label, work, f"async c={concurrency}", len(targets), len(results) - len(failed), wall, cpu, requests,
+               sim.cpu_seconds() - s0)
+
+
+def run_warm(targets: list[NodeTarget], concurrency: int, auth: str, sim: SimProcess) -> Row:
+    """Sensors again with clients kept open (a poller's steady state): open + first poll untimed, second timed."""
+    from redfleet.redfish.fleet import FleetPoller
+
+    opts = FleetOptions(concurrency=concurrency, per_bmc=4, global_requests=max(concurrency * 2, 64),
+                        tls_mode="insecure", auth=auth)
+    out: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with FleetPoller(targets, opts) as poller:
+            await poller.poll(read_sensors)
+            req0 = sum(c.requests for c in poller.clients.values())
+            s0 = sim.cpu_seconds()
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = await poller.poll(read_sensors)
+            out.update(wall=time.perf_counter() - t0, cpu=time.process_time() - c0, sim=sim.cpu_seconds() - s0,
+                       ok=sum(r.ok for r in res), req=sum(c.requests for c in poller.clients.values()) - req0)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        asyncio.run(main())
+    return Row("redfleet", "sensors", "warm poll", len(targets), out["ok"], out["wall"], out["cpu"], out["req"],
+               out["sim"])
+
+
+def run_peer_warm(name: str, targets: list[NodeTarget], flavors: dict[str, str], reads: dict[str, list[str]],
+                  pool: int, auth: str, sim: SimProcess) -> Row:
+    """The same warm re-read with each peer: library clients logged in beforehand, then only the sensor GETs."""
+    import sushy
+    from sushy import auth as sauth
+
+    import redfish
+
+    session = auth == "session"
+    clients: list[tuple[NodeTarget, Any]] = []
+    for t in targets:
+        if name == "sushy":
+            a = sauth.SessionOrBasicAuth(t.username, t.password) if session else sauth.BasicAuth(t.username,
+                                                                                                  t.password)
+            s = sushy.Sushy(t.url, verify=False, auth=a)
+            clients.append((t, (s._conn.get, lambda s=s, a=a: (a.close(), s._conn.close()))))
+        else:
+            c = redfish.redfish_client(base_url=t.url, username=t.username, password=t.password, max_retry=1,
+                                       timeout=30)
+            c.login(auth="session" if session else "basic")
+            clients.append((t, (c.get, c.logout)))
+
+    def one(item: tuple[NodeTarget, Any]) -> int:
+        t, (get, _close) = item
+        n = 0
+        for p in reads[flavors[t.name]]:
+            r = get(p)
+            r.json() if name == "sushy" else r.dict
+            n += 1
+        return n
+
+    s0 = sim.cpu_seconds()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(pool) as ex:
+        counts = list(ex.map(one, clients))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    sim_cpu = sim.cpu_seconds() - s0
+    for _t, (_get, close) in clients:
+        with contextlib.suppress(Exception):
+            close()
+    return Row(name, "sensors", f"warm {pool} thr", len(targets), len(counts), wall, cpu, sum(counts), sim_cpu)
+
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'client':<20} {'work':<10} {'mode':<14} {'nodes':>6} {'ok':>6} {'wall s':>8} {'cpu s':>8} " \
+           f"{'sim cpu s':>9} {'requests':>9} {'nodes/s':>9}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        sim = f"{r.sim_cpu_s:9.2f}" if r.sim_cpu_s is not None else f"{'-':>9}"
+        print(f"{r.client:<20} {r.work:<10} {r.mode:<14} {r.nodes:>6} {r.ok:>6} {r.wall_s:>8.2f} {r.cpu_s:>8.2f} "
+              f"{sim} {r.requests:>9} {r.nodes_per_s:>9.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks client_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--inventory-nodes", type=int, default=1000)
+    ap.add_argument("--sensor-nodes", type=int, default=10000)
+    ap.add_argument("--peer-sample-inventory", type=int, default=100, help="nodes the peers inventory")
+    ap.add_argument("--peer-sample-sensors", type=int, default=500, help="nodes whose sensors the peers read")
+    ap.add_argument("--peer-full", action="store_true", help="peers do the whole fleet too (slow)")
+    ap.add_argument("--peers", default="sushy,redfish")
+    ap.add_argument("--pool", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=1024, help="BMCs redfleet works on at once")
+    ap.add_argument("--sensor-auth", default="basic", choices=["basic", "session"],
+                    help="auth for the sensor pass, the same for every client (inventory always uses sessions)")
+    ap.add_argument("--transports", action="store_true", help="also run redfleet over aiohttp (transport choice)")
+    ap.add_argument("--https", action="store_true", help="TLS on every simulated BMC (default plain HTTP)")
+    ap.add_argument("--port", type=int, default=18650)
+    ap.add_argument("--base-address", default="127.13.128.1")
+    ap.add_argument("--quick", action="store_true", help="100 inventories, 1,000 sensor reads, small peer samples")
+    ap.add_argument("--json", type=Path, help="write the rows as JSON here")
+    ap.add_argument("--skip", default="", help="comma list of works to skip: inventory,sensors")
+    ap.add_argument("--no-warm", action="store_true", help="skip the warm sensor poll (clients kept open)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.inventory_nodes, args.sensor_nodes = 100, 1000
+        args.peer_sample_inventory, args.peer_sample_sensors = 20, 100
+    peers = {"sushy": sushy_node, "redfish": dmtf_node}
+    chosen = [p for p in args.peers.split(",") if p]
+    skip = set(filter(None, args.skip.split(",")))
+    rows: list[Row] = []
+    import logging
+    import warnings
+
+    logging.basicConfig(level=logging.ERROR)
+    warnings.filterwarnings("ignore")
+    with contextlib.suppress(ImportError):
+        import urllib3
+
+        urllib3.disable_warnings()
+    work_plan = [("inventory", args.inventory_nodes, args.peer_sample_inventory, "session"),
+                 ("sensors", args.sensor_nodes, args.peer_sample_sensors, args.sensor_auth)]
+    with tempfile.TemporaryDirectory(prefix="client-bench-") as tmp:
+        total = max(n for w, n, _, _ in work_plan if w not in skip)
+        print(f"starting the simulator with {total} BMCs (separate process)...", flush=True)
+        with SimProcess(total, args.port, args.base_address, args.https, Path(tmp)) as sim:
+            ff = load_fleet_file(sim.fleet_file)
+            flavors = {n.name: n.flavor or "?" for n in ff.nodes}
+            all_targets = [t for t in targets_from_fleet(ff) if not t.is_ipmi]
+            print(f"simulator up: {len(all_targets)} Redfish BMCs, flavors "
+                  f"{sorted(set(flavors.values()))}", flush=True)
+            for work, n, sample, auth in work_plan:
+                if work in skip:
+                    continue
+                targets = all_targets[:n]
+                reads, warm_reads = asyncio.run(record_reads(targets, flavors, work, auth))
+                print(f"\n{work}: reads per node by flavor: " + ", ".join(f"{k}={len(v)}" for k, v in reads.items()),
+                      flush=True)
+                rows.append(run_ours(targets, work, args.concurrency, auth, sim))
+                print_table(rows[-1:])
+                if args.transports:
+                    rows.append(run_ours(targets, work, args.concurrency, auth, sim, transport="aiohttp"))
+                    print_table(rows[-1:])
+                peer_targets = targets if args.peer_full else targets[: min(sample, len(targets))]
+                for p in chosen:
+                    for pool in (1, args.pool):
+                        rows.append(run_peer(p, peers[p], peer_targets, flavors, reads, pool, auth == "session",
+                                             work, sim))
+                        print_table(rows[-1:])
+                if work == "sensors" and not args.no_warm:
+                    rows.append(run_warm(targets, args.concurrency, auth, sim))
+                    print_table(rows[-1:])
+                    for p in chosen:
+                        rows.append(run_peer_warm(p, peer_targets, flavors, warm_reads, args.pool, auth, sim))
+                        print_table(rows[-1:])
+    print("\n== results ==")
+    print_table(rows)
+    verdict: dict[str, Any] = {}
+    for work, warm in (("inventory", False), ("sensors", False), ("sensors", True)):
+        label = f"{work} (warm poll)" if warm else work
+        ours = [r for r in rows if r.work == work and r.client == "redfleet" and r.mode.startswith("warm") == warm]
+        theirs = [r for r in rows if r.work == work and r.client in peers and r.mode.startswith("warm") == warm]
+        if ours and theirs:
+            best = max(theirs, key=lambda r: r.nodes_per_s)
+            ratio = ours[0].nodes_per_s / best.nodes_per_s if best.nodes_per_s else float("inf")
+            verdict[label] = {"redfleet_nodes_per_s": round(ours[0].nodes_per_s, 1),
+                              "best_peer": f"{best.client} {best.mode}",
+                              "best_peer_nodes_per_s": round(best.nodes_per_s, 2), "speedup": round(ratio, 1),
+                              "goal_20x": ratio >= 20}
+            met = "met" if ratio >= 20 else "NOT met"
+            print(f"{label}: redfleet {ours[0].nodes_per_s:.1f} nodes/s vs best peer {best.client} ({best.mode}) "
+                  f"{best.nodes_per_s:.2f} nodes/s -> {ratio:.1f}x (goal >= 20x: {met})")
+        if work == "sensors" and ours:
+            o = ours[0]
+            verdict[f"{label} wall_s"] = round(o.wall_s, 2)
+            shown = "met" if o.wall_s < 10 else "NOT met"
+            print(f"{label} of {o.nodes} BMCs: {o.wall_s:.2f} s wall, {o.cpu_s:.2f} s CPU, sim {o.sim_cpu_s:.2f} s CPU"
+                  f" (goal < 10 s for 10,000: {shown if o.nodes >= 10000 else 'not at full scale'})")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "verdict": verdict,
+                                         "cpus": os.cpu_count()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
