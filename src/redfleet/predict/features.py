@@ -7,6 +7,7 @@ restarted: growth is counted from the lower value.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,28 +106,18 @@ def read_metric(smart: Mapping[str, Any], ocp: Mapping[str, Any], name: str) -> 
     return None
 
 
-def _value_at_or_before(series: list[tuple[float, float]], t: float) -> tuple[float, float] | None:
-    best = None
-    for point in series:
-        if point[0] <= t + 1e-9:
-            best = point
-        else:
-            break
-    return best
+def _index_at_or_before(times: Sequence[float], t: float) -> int:
+    """Index of the last sample at or before day t; 0 when every sample is later (the window starts there)."""
+    return max(bisect_right(times, t + 1e-9) - 1, 0)
 
 
-def _growth(series: list[tuple[float, float]], start: float, end: float) -> tuple[float, float]:
-    """Growth of a counter between days start and end (restarts counted from the lower value), and the span."""
-    inside = [p for p in series if start - 1e-9 <= p[0] <= end + 1e-9]
-    before = _value_at_or_before(series, start)
-    if before is not None and (not inside or inside[0][0] > before[0]):
-        inside = [before, *inside]
-    if len(inside) < 2:
-        return 0.0, 0.0
-    total = 0.0
-    for (_, a), (_, b) in pairwise(inside):
-        total += b - a if b >= a else b  # a drop means the counter restarted
-    return total, inside[-1][0] - inside[0][0]
+def _restart_corrected(values: Sequence[float]) -> list[float]:
+    """Running total of a counter's growth; a drop means the counter restarted, so growth resumes from the
+    lower value (the drop itself is not negative growth)."""
+    out = [0.0]
+    for a, b in pairwise(values):
+        out.append(out[-1] + (b - a if b >= a else b))
+    return out
 
 
 def extract(points: Sequence[PointLike], *, short_days: float = 7.0, long_days: float = 30.0) -> Features:
@@ -136,8 +127,11 @@ def extract(points: Sequence[PointLike], *, short_days: float = 7.0, long_days: 
     pts = sorted(points, key=lambda p: p.collected_at)
     last = pts[-1]
     t0 = pts[0].collected_at
-    days = [(p.collected_at - t0).total_seconds() / 86400 for p in pts]
-    now = days[-1]
+    all_days = [(p.collected_at - t0).total_seconds() / 86400 for p in pts]
+    now = all_days[-1]
+    # Only the windows matter: keep the samples inside them and the last one before them.
+    first = _index_at_or_before(all_days, now - max(long_days, 2 * short_days))
+    pts, days = pts[first:], all_days[first:]
     levels: dict[str, float | None] = {}
     for name in METRICS:  # the latest reading of each metric (a sample may carry only one of the two logs)
         levels[name] = None
@@ -149,33 +143,38 @@ def extract(points: Sequence[PointLike], *, short_days: float = 7.0, long_days: 
                 levels[name] = value
                 break
     has_ocp = any(p.ocp for p, d in zip(pts, days, strict=True) if now - d <= long_days)
-    feats = Features(levels=levels, span_days=now, points=len(pts), as_of=last.collected_at, has_ocp=has_ocp)
+    feats = Features(levels=levels, span_days=now, points=len(all_days), as_of=last.collected_at, has_ocp=has_ocp)
     for name in (*COUNTERS, *GAUGES):
-        series = [(d, v) for d, p in zip(days, pts, strict=True)
-                  if (v := read_metric(p.smart, p.ocp, name)) is not None]
-        if len(series) < 2:
+        times: list[float] = []
+        values: list[float] = []
+        for d, p in zip(days, pts, strict=True):
+            v = read_metric(p.smart, p.ocp, name)
+            if v is not None:
+                times.append(d)
+                values.append(v)
+        if len(values) < 2:
             continue
         trend = Trend()
+        j_now = len(values) - 1
+        j_short = _index_at_or_before(times, now - short_days)
+        j_long = _index_at_or_before(times, now - long_days)
+        span_s, span_l = now - times[j_short], now - times[j_long]
+        trend.days = span_l
         if name in GAUGES:  # not counters: plain differences, no restart logic
-            ref_s = _value_at_or_before(series, now - short_days) or series[0]
-            ref_l = _value_at_or_before(series, now - long_days) or series[0]
-            span_s, span_l = now - ref_s[0], now - ref_l[0]
-            trend.delta_short = series[-1][1] - ref_s[1]
+            trend.delta_short = values[j_now] - values[j_short]
             trend.slope_short = trend.delta_short / span_s if span_s > 0 else 0.0
-            trend.slope_long = (series[-1][1] - ref_l[1]) / span_l if span_l > 0 else 0.0
-            trend.days = span_l
+            trend.slope_long = (values[j_now] - values[j_long]) / span_l if span_l > 0 else 0.0
         else:
-            g_s, span_s = _growth(series, now - short_days, now)
-            g_l, span_l = _growth(series, now - long_days, now)
-            g_p, span_p = _growth(series, now - 2 * short_days, now - short_days)
-            trend.delta_short = g_s
-            trend.slope_short = g_s / span_s if span_s >= 0.5 else 0.0
-            trend.slope_long = g_l / span_l if span_l >= 0.5 else 0.0
-            prior = g_p / span_p if span_p >= 0.5 else None
-            if prior is not None and span_s >= 0.5:
+            cum = _restart_corrected(values)
+            j_prior = _index_at_or_before(times, now - 2 * short_days)
+            span_p = times[j_short] - times[j_prior]
+            trend.delta_short = cum[j_now] - cum[j_short]
+            trend.slope_short = trend.delta_short / span_s if span_s >= 0.5 else 0.0
+            trend.slope_long = (cum[j_now] - cum[j_long]) / span_l if span_l >= 0.5 else 0.0
+            if span_p >= 0.5 and span_s >= 0.5:
+                prior = (cum[j_short] - cum[j_prior]) / span_p
                 trend.accel = (trend.slope_short - prior) / short_days
-            trend.days = span_l
-            if any(b < a for (_, a), (_, b) in pairwise(series)):
+            if any(b < a for a, b in pairwise(values)):
                 feats.notes.append(f"{name} went down at some point: counted as a restarted counter")
         feats.trends[name] = trend
     return feats
