@@ -102,6 +102,36 @@ NVME_CLI_C0_MEMBER_ORDER = [
     "die_in_use_bad_nand_block_raw", "die_in_use_bad_nand_block_normalized", "log_page_version",
 ]
 
+# nvme-cli struct member name -> its snake_case JSON key, where they differ (from ocp-print-json.c).
+NVME_CLI_MEMBER_TO_KEY = {
+    "uncorrectable_read_err_count": "uncorrectable_read_errors",
+    "soft_ecc_err_count": "soft_ecc_error_count",
+    "end_to_end_detected_err": "end_to_end_detected_errors",
+    "end_to_end_corrected_err": "end_to_end_corrected_errors",
+    "system_data_used_percent": "system_data_percent_used",
+    "refresh_counts": "refresh_count",
+    "user_data_erase_count_max": "max_user_data_erase_count",
+    "user_data_erase_count_min": "min_user_data_erase_count",
+    "thermal_throttling_event_count": "thermal_throttling_events",
+    "thermal_throttling_current_status": "current_throttling_status",
+    "dssd_errata_version": "errata_version_field",
+    "dssd_point_version": "point_version_field",
+    "dssd_minor_version": "minor_version_field",
+    "dssd_major_version": "major_version_field",
+    "pcie_correctable_err_count": "pcie_correctable_errors",
+    "incomplete_shoutdowns": "incomplete_shutdowns",
+    "nvme_cmdset_errata_version": "nvme_command_set_errata_version",
+    "nvme_over_pcie_errate_version": "nvme_over_pcie_errata_version",
+    "security_version": "security_version_number",
+    "total_nuse": "nuse_namespace_utilization",
+    "pcie_link_retaining_count": "pcie_link_retraining_count",
+    "lowest_permitted_fw_rev": "lowest_permitted_firmware_revision",
+    "sys_area_program_fail_count_normalized": "sys_area_program_fail_count_noralized",
+    "sys_area_uncorr_read_count_raw": "sys_area_uncorrectable_read_count_raw",
+    "sys_area_uncorr_read_count_normalized": "sys_area_uncorrectable_read_count_noralized",
+    "sys_area_erase_fail_count_normalized": "sys_area_erase_fail_count_noralized",
+}
+
 # NVM Express Base Specification 2.1, "SMART / Health Information Log Page" (Log Identifier 02h).
 SMART_SPEC: list[tuple[int, int, str]] = [
     (0, 0, "critical_warning"),

@@ -8,6 +8,7 @@ from ssd_spec_tables import (
     C0_GUID_BYTES_496_511,
     C0_SPEC,
     NVME_CLI_C0_MEMBER_ORDER,
+    NVME_CLI_MEMBER_TO_KEY,
     SMART_SPEC,
     distinct_values,
     spec_c0,
@@ -40,8 +41,8 @@ def test_versions_cover_the_five_spec_revisions():
 
 def test_spec_table_follows_nvme_cli_member_order():
     ordered = [key for _last, _first, key, _v in sorted(C0_SPEC, key=lambda row: row[1])]
-    assert len(ordered) == len(NVME_CLI_C0_MEMBER_ORDER)
-    # same count, and no two fields overlap
+    assert ordered == [NVME_CLI_MEMBER_TO_KEY.get(m, m) for m in NVME_CLI_C0_MEMBER_ORDER]
+    # and no two fields overlap
     used: set[int] = set()
     for last, first, key, _v in C0_SPEC:
         span = set(range(first, last + 1))
