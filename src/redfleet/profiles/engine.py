@@ -814,11 +814,13 @@ class Evaluation:
                 uri = await queue.get()
                 try:
                     payload = await self.get(uri)
-                    if payload:
+                    if isinstance(payload, dict):
                         for nxt in probe.next_uris(probe.limited(payload)):
                             if nxt not in seen and nxt not in probe.annotation_uris and self.wanted(nxt):
                                 seen.add(nxt)
                                 queue.put_nowait(nxt)
+                except Exception:  # the walk reads it again and records what is wrong
+                    pass
                 finally:
                     queue.task_done()
 

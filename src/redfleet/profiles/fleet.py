@@ -70,5 +70,6 @@ async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: O
 
 
 def fleet_options(mode: str = "strict", fast: bool = True) -> Options:
-    """Options for a fleet run: with ``fast``, skip collections that cannot matter and reuse per-platform plans."""
-    return Options(mode=mode, prune=fast, plan=FleetPlan() if fast else None)
+    """Options for a fleet run: with ``fast``, the first node of each platform is read in full and the others read
+    what it needed (see :class:`FleetPlan`)."""
+    return Options(mode=mode, plan=FleetPlan() if fast else None)

@@ -131,6 +131,7 @@ class HttpSource:
     _responses: dict[str, Response] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
     tls_version: str | None = None
+    _ctx: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> HttpSource:
         await self.open()
@@ -156,12 +157,14 @@ class HttpSource:
     def _ssl_context(self) -> ssl.SSLContext | bool:
         if not self.base_url.startswith("https"):
             return False
-        if self.verify:
-            return ssl.create_default_context()
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        if self._ctx is None:
+            if self.verify:
+                self._ctx = ssl.create_default_context()
+            else:
+                self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self._ctx.check_hostname = False
+                self._ctx.verify_mode = ssl.CERT_NONE
+        return self._ctx
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "OData-Version": "4.0"}
