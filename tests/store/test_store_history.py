@@ -142,3 +142,14 @@ def test_added_and_removed_components():
                       {"id": "Disk.2", "location": "Bay 2", "model": "PM1743", "serial": "D2"}]}
     kinds = sorted((c.kind, c.component) for c in diff_inventories(old, new))
     assert kinds == [("added", "Bay 1"), ("added", "Bay 2"), ("removed", "Bay 0")]
+
+
+def test_session_and_transaction_for_other_tables(store: FleetStore):
+    """Areas with tables of their own (ssd) use the store's sessions; their tables exist after migration."""
+    from redfleet.store.ssd import append_sample, read_history
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    with store.session(write=True) as session:
+        append_sample(session, "S1", t, smart={"percent_used": 3}, source="sim", node_id="gpu-001")
+    points = store.transaction(lambda s: read_history(s, "S1"), write=False)
+    assert [p.smart for p in points] == [{"percent_used": 3}]

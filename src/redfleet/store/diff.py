@@ -32,12 +32,15 @@ VOLATILE_FIELDS = frozenset(
 )
 VOLATILE_PREFIXES = ("reading",)
 
-# Identity candidates per category, best first.
-IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
+# Identity candidates per category, best first; a tuple is a composite identity (shown joined by "/").
+Identity = str | tuple[str, ...]
+IDENTITY_FIELDS: dict[str, tuple[Identity, ...]] = {
     "systems": ("id", "serial", "uuid"),
-    "firmware": ("name", "id"),
+    "firmware": ("name", "id", ("name", "id")),
+    # adapters and OS interfaces share ids on some BMCs (Supermicro): kind/id tells them apart
+    "nics": ("location", "id", ("kind", "id"), "mac", "serial"),
 }
-DEFAULT_IDENTITY = ("location", "id", "serial", "name")
+DEFAULT_IDENTITY: tuple[Identity, ...] = ("location", "id", "serial", "name", ("system", "id"))
 # A lone removed + lone added item sharing one of these is one component that changed.
 PAIRING_FIELDS = ("name", "model", "id")
 
@@ -63,11 +66,18 @@ def _volatile(key: str) -> bool:
 
 
 def significant(value: Any) -> Any:
-    """The inventory without volatile fields (recursively)."""
-    if isinstance(value, Mapping):
-        return {k: significant(v) for k, v in value.items() if not _volatile(str(k))}
-    if isinstance(value, list):
-        return [significant(v) for v in value]
+    """The inventory without volatile fields (recursively). Hot path: plain dict/list checked by type first."""
+    kind = type(value)
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
+        out = {}
+        for k, v in value.items():
+            key = k if type(k) is str else str(k)
+            if key in VOLATILE_FIELDS or key.startswith(VOLATILE_PREFIXES):
+                continue
+            out[k] = significant(v) if type(v) in (dict, list) or isinstance(v, Mapping) else v
+        return out
+    if kind is list:
+        return [significant(v) if type(v) in (dict, list) else v for v in value]
     return value
 
 
@@ -105,23 +115,30 @@ def _flatten(item: Mapping[str, Any], prefix: str = "") -> dict[str, str | None]
     return out
 
 
-def _identity_field(category: str, old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> str | None:
-    for field in IDENTITY_FIELDS.get(category, DEFAULT_IDENTITY):
+def _identity_value(item: Mapping[str, Any], identity: Identity) -> str | None:
+    if isinstance(identity, str):
+        return _text(item.get(identity))
+    parts = [_text(item.get(f)) for f in identity]
+    return None if any(p in (None, "") for p in parts) else "/".join(p for p in parts if p)
+
+
+def _identity_field(category: str, old: list[Mapping[str, Any]], new: list[Mapping[str, Any]]) -> Identity | None:
+    for identity in IDENTITY_FIELDS.get(category, DEFAULT_IDENTITY):
         ok = True
         for items in (old, new):
-            values = [_text(i.get(field)) for i in items]
+            values = [_identity_value(i, identity) for i in items]
             if any(v in (None, "") for v in values) or len(set(values)) != len(values):
                 ok = False
                 break
         if ok:
-            return field
+            return identity
     return None
 
 
-def _keyed(items: list[Mapping[str, Any]], field: str | None) -> dict[str, Mapping[str, Any]]:
-    if field is not None:
-        return {str(_text(i.get(field))): i for i in items}
-    # No usable identity: fall back to the whole significant content (order-independent), numbered on collisions.
+def _keyed(items: list[Mapping[str, Any]], identity: Identity | None) -> dict[str, Mapping[str, Any]]:
+    if identity is not None:
+        return {str(_identity_value(i, identity)): i for i in items}
+    # No usable identity: fall back to a description of the item, numbered on collisions.
     out: dict[str, Mapping[str, Any]] = {}
     for item in items:
         base = _describe(item) or "item"
@@ -148,13 +165,13 @@ def _describe(item: Mapping[str, Any]) -> str:
 
 
 def _item_changes(
-    category: str, component: str, old: Mapping[str, Any], new: Mapping[str, Any], ignore: str | None = None
+    category: str, component: str, old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] | None = None
 ) -> list[ComponentChange]:
     label = LABELS.get(category, category)
     a, b = _flatten(old), _flatten(new)
-    if ignore is not None:  # the identity that paired them (an id embedding a version is not a change of its own)
-        a.pop(ignore, None)
-        b.pop(ignore, None)
+    for name in ignore or ():  # the identity that paired them (an id embedding a version is no change of its own)
+        a.pop(name, None)
+        b.pop(name, None)
     who = label if component == label else f"{label} {component}"
     changes: list[ComponentChange] = []
     serial_old, serial_new = a.get("serial"), b.get("serial")
@@ -220,7 +237,8 @@ def _diff_list(category: str, old: list[Mapping[str, Any]], new: list[Mapping[st
             rk = next(k for k, v in removed.items() if _text(v.get(pair_field)) == value)
             ak = next(k for k, v in added.items() if _text(v.get(pair_field)) == value)
             component = rk if rk == ak else value
-            out.extend(_item_changes(category, component, removed.pop(rk), added.pop(ak), ignore=field))
+            ignore = (field,) if isinstance(field, str) else field
+            out.extend(_item_changes(category, component, removed.pop(rk), added.pop(ak), ignore=ignore))
     for key in sorted(removed):
         what = _describe(removed[key])
         out.append(ComponentChange(category, key, "removed",

@@ -15,6 +15,7 @@ reports a serialization failure, deadlock or a concurrent insert of the same key
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
@@ -23,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, String, delete, func, select
+from sqlalchemy import Engine, String, delete, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -349,6 +350,21 @@ class FleetStore:
                     raise StoreError(f"fleet database {self.display_url}: {exc.orig}") from exc
                 raise
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A SQLAlchemy session in one transaction, committed on leaving the block (rolled back on error), for code
+        with tables of its own on the shared Base (e.g. ``redfleet.store.ssd``). ``write=True`` takes SQLite's
+        write lock up front (``BEGIN IMMEDIATE``), so a concurrent writer waits instead of failing halfway. For
+        retries on busy/serialization errors use :meth:`transaction`."""
+        factory = self._write_sm if write else self._read
+        with factory() as session, session.begin():
+            yield session
+
+    def transaction(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run ``fn(session)`` in one transaction and return its result; a write is retried (whole) when SQLite is
+        busy or PostgreSQL reports a serialization failure or deadlock, so ``fn`` must be safe to run again."""
+        return self._writing(fn) if write else self._reading(fn)
 
     def _audit(self, session: Session, action: str, target: str | None, *, reason: str | None = None,
                result: str = "ok", details: dict[str, Any] | None = None, actor: str | None = None) -> None:
@@ -688,14 +704,15 @@ class FleetStore:
 
         def run(session: Session) -> list[Change]:
             row = self._node_row(session, node, lock=True)
-            latest = session.scalar(
-                select(InventorySnapshot).where(InventorySnapshot.node_id == row.id)
-                .order_by(InventorySnapshot.collected_at.desc(), InventorySnapshot.id.desc()).limit(1)
-            )
             self._apply_facts(row, data, when)
+            # Only the id and digest of the latest snapshot: its (large) data is read only when something changed.
+            latest = session.execute(
+                select(InventorySnapshot.id, InventorySnapshot.digest).where(InventorySnapshot.node_id == row.id)
+                .order_by(InventorySnapshot.collected_at.desc(), InventorySnapshot.id.desc()).limit(1)
+            ).first()
             if latest is not None and latest.digest == fingerprint:
-                latest.data = data
-                latest.last_seen_at = when
+                session.execute(update(InventorySnapshot).where(InventorySnapshot.id == latest.id)
+                                .values(data=data, last_seen_at=when))
                 return []
             snap = InventorySnapshot(node_id=row.id, collected_at=when, last_seen_at=when, digest=fingerprint,
                                      data=data)
@@ -705,7 +722,8 @@ class FleetStore:
                 self._audit(session, "inventory.baseline", node, reason=reason, actor=actor,
                             details={"snapshot": snap.id})
                 return []
-            diffs = diff_inventories(latest.data, data)
+            previous = session.scalar(select(InventorySnapshot.data).where(InventorySnapshot.id == latest.id))
+            diffs = diff_inventories(previous or {}, data)
             out: list[Change] = []
             for d in diffs:
                 session.add(InventoryChange(
