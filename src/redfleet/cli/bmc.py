@@ -40,6 +40,9 @@ POWER_ACTIONS = ("status", "on", "off", "graceful", "cycle", "reset")
 
 
 def _setup_logging(verbose: bool) -> None:
+    audit = logging.getLogger("redfleet.audit")
+    if audit.level == logging.NOTSET:
+        audit.setLevel(logging.INFO)  # power/boot/reset actions are always recorded
     if logging.getLogger().handlers:
         return
     logging.basicConfig(

@@ -104,10 +104,20 @@ class IpmiClient:
         cmd, self._cmd = self._cmd, None
         if cmd is None:
             return
+        sess = cmd.ipmi_session
         try:
-            await self._call(cmd.ipmi_session.logout)
+            await self._call(sess.logout)
         except RedfishError as exc:
             log.debug("%s: IPMI logout: %s", self.name, exc)
+        finally:
+            # pyghmi keeps sessions in a process-wide table and would hand this logged-out one to the next
+            # Command for the same BMC and user: drop it from there.
+            from pyghmi.ipmi.private import session as _session
+
+            table = _session.Session.initting_sessions
+            for key, value in list(table.items()):
+                if value is sess:
+                    table.pop(key, None)
 
     async def power_status(self) -> str:
         res = await self._call(self._cmd.get_power)
