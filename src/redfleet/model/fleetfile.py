@@ -97,7 +97,8 @@ class FleetFile(BaseModel):
         for node in data["nodes"]:
             if not node.get("tags"):
                 node.pop("tags", None)
-        return yaml.safe_dump(data, sort_keys=False)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(data, Dumper=dumper, sort_keys=False)
 
 
 CSV_COLUMNS = ("name", "bmc_url", "credential", "flavor", "rack", "position", "tags", "host_address")
@@ -116,8 +117,10 @@ def load_fleet_file(path: str | Path) -> FleetFile:
 
 
 def parse_fleet_yaml(text: str, source: str = "<fleet>") -> FleetFile:
+    # The C loader, where libyaml is there: a 10,000-node file parses in well under a second instead of ~10 s.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data: Any = yaml.safe_load(text)
+        data: Any = yaml.load(text, Loader=loader)  # a safe loader either way
     except yaml.YAMLError as exc:
         raise FleetFileError(f"{source}: not valid YAML: {exc}") from exc
     if data is None:
