@@ -47,7 +47,7 @@ profile_path, rhost, logdir = sys.argv[1], sys.argv[2], sys.argv[3]
 logger.logger = redfish.redfish_logger(os.path.join(logdir, "dmtf.log"), "%(message)s", logging.INFO)
 logger.log_print = lambda *a, **k: None
 profile.load_profile(os.path.dirname(profile_path) or ".", os.path.basename(profile_path))
-sut = SystemUnderTest(rhost, "admin", "password", 30, "Session", None, None, None, ["LogEntry", "20"], False)
+sut = SystemUnderTest(rhost, sys.argv[4], sys.argv[5], 30, "Session", None, None, None, ["LogEntry", "20"], False)
 sut.validate(None, "/redfish/v1/", "/redfish/v1/")
 sut.apply_global_checks()
 rows = []
@@ -71,7 +71,8 @@ def run_dmtf(profile_path: Path, base_url: str, python: str = sys.executable) ->
     """The reference's rows: {(uri|None, prop): verdict}, its totals, and how long it took."""
     with tempfile.TemporaryDirectory() as logdir:
         began = time.perf_counter()
-        proc = subprocess.run([python, "-c", _DRIVER, str(profile_path), base_url, logdir], capture_output=True,
+        proc = subprocess.run([python, "-c", _DRIVER, str(profile_path), base_url, logdir, USER, PASSWORD],
+                              capture_output=True,
                               text=True, timeout=3600)
         elapsed = time.perf_counter() - began
     if proc.returncode != 0:
@@ -86,7 +87,7 @@ def run_dmtf(profile_path: Path, base_url: str, python: str = sys.executable) ->
 async def run_redfleet(profile_path: Path, base_url: str, mode: str) -> dict[str, Any]:
     profiles = load_profile(profile_path)
     began = time.perf_counter()
-    async with HttpSource(base_url, HttpAuth("admin", "password")) as source:
+    async with HttpSource(base_url, HttpAuth(USER, PASSWORD)) as source:
         result = await validate_source(source, profiles, Options(mode=mode), target=base_url)
     elapsed = time.perf_counter() - began
     rows = {}
@@ -140,20 +141,25 @@ def classify(key: Any, ref: str, ours: str) -> str:
     return ""
 
 
-async def serve(mockup_dir: Path) -> tuple[Any, str]:
-    """Serve a mockup over HTTP: the simulator when it is installed, else the static server beside this file."""
-    try:
-        from redfleet.sim import SimConfig, SimFleet  # type: ignore[attr-defined]
+USER, PASSWORD = "root", "calvin"
 
-        fleet = SimFleet([SimConfig(mockup=mockup_dir, port=0, base_address="127.16.0.1")])  # type: ignore[call-arg]
+
+async def serve(mockup_dir: Path, address: str = "127.16.2.1") -> tuple[Any, str]:
+    """Serve a mockup over HTTP: the simulator's mockup mode when it is installed, else the static server beside
+    this file."""
+    try:
+        from redfleet.sim import SimConfig, SimFleet
+
+        cfg = SimConfig(mockup=mockup_dir, port=0, http=True, base_address=address, dynamics=False,
+                        cache_dir=Path(tempfile.mkdtemp()), user=USER, password=PASSWORD)
+        fleet = SimFleet(cfg)
         await fleet.start()
-        url = fleet.nodes[0].bmc_url  # type: ignore[attr-defined]
-        return fleet, url
-    except Exception:
+        return fleet, fleet.nodes[0].bmc_url
+    except ImportError:
         sys.path.insert(0, str(Path(__file__).parent))
         from mockup_server import start  # type: ignore[import-not-found]
 
-        runner, url = await start(mockup_dir, host="127.16.0.1")
+        runner, url = await start(mockup_dir, host=address)
         return runner, url
 
 

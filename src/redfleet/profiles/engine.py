@@ -400,13 +400,18 @@ class Evaluation:
         return None
 
     # ---- conditions and use cases ---------------------------------------------------------------------------
+    @staticmethod
+    def _parent_uri(split: list[str]) -> str:
+        # The reference builds "//redfish/v1/..." here; its HTTP library turns "//" into "/" before sending.
+        return "/".join(split) or "/"
+
     async def parent_chain_matches(self, uri: str, parents: list[str]) -> bool:
         split = uri.split("/")
         for parent_type in reversed(parents):
             if len(split) < 3:
                 return False
             del split[-1]
-            if await self.type_of("/".join(split) or "/") != parent_type:
+            if await self.type_of(self._parent_uri(split)) != parent_type:
                 return False
         return True
 
@@ -463,7 +468,7 @@ class Evaluation:
                     parent_uri = None
                     while len(split) >= 3:
                         del split[-1]
-                        candidate = "/" + "/".join(split)
+                        candidate = self._parent_uri(split)
                         if await self.type_of(candidate) == parent_type:
                             parent_uri = candidate
                             break
