@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -137,6 +138,7 @@ async def _tls_probe(host: str, port: int, legacy: bool, timeout: float) -> str 
     ctx.verify_mode = ssl.CERT_NONE
     if legacy:
         try:
+            warnings.simplefilter("ignore", DeprecationWarning)
             ctx.minimum_version = ssl.TLSVersion.TLSv1
             ctx.maximum_version = ssl.TLSVersion.TLSv1_1
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")

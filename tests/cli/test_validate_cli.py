@@ -1,0 +1,84 @@
+"""``redfleet validate``: mockup trees and a simulated fleet, JSON contract, HTML, saved results and drift, exit
+codes."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from redfleet.cli.main import app
+from redfleet.profiles import report
+
+runner = CliRunner()
+
+
+def test_validate_mockup_json_contract(mockups):
+    res = runner.invoke(app, ["validate", "--profile", "OCPServerHardwareManagement", "--json",
+                              str(mockups / "public-rackmount1")])
+    assert res.exit_code == 1, res.output  # the capture fails some requirements
+    data = json.loads(res.stdout)
+    assert set(data) >= {"target", "profile", "summary", "results"}
+    assert data["summary"] == {"pass": 322, "warn": 0, "fail": 15, "not_tested": 59}
+    for row in data["results"]:
+        assert set(row) >= {"resource", "uri", "property", "requirement", "verdict", "found"}
+        assert row["verdict"] in ("pass", "warn", "fail", "not_tested")
+
+
+def test_validate_dmtf_mode_counts(mockups):
+    res = runner.invoke(app, ["validate", "--profile", "OCPServerHardwareManagement", "--mode", "dmtf", "--json",
+                              str(mockups / "public-rackmount1")])
+    assert json.loads(res.stdout)["summary"] == {"pass": 320, "warn": 0, "fail": 15, "not_tested": 58}
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert runner.invoke(app, ["validate"]).exit_code == 2
+    assert runner.invoke(app, ["validate", "--profile", "NoSuchProfile", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(app, ["validate", "--mode", "lax", str(tmp_path)]).exit_code == 2
+
+
+def test_unreachable_exit_3():
+    res = runner.invoke(app, ["validate", "--no-protocol", "--timeout", "2", "http://127.16.3.1:9"])
+    assert res.exit_code == 3
+
+
+def test_list_profiles():
+    res = runner.invoke(app, ["validate", "--list-profiles"])
+    assert res.exit_code == 0 and "RedfleetNeocloudGpuNode 1.0.0" in res.output
+
+
+def test_html_save_and_drift(mockups, tmp_path):
+    html = tmp_path / "r.html"
+    store = tmp_path / "results"
+    args = ["validate", "--profile", "OCPServerHardwareManagement", "--html", str(html), "--save", str(store),
+            str(mockups / "public-telemetry")]
+    assert runner.invoke(app, args).exit_code == 1
+    page = html.read_text()
+    assert "By vendor, model and firmware" in page and "<table>" in page
+    files = list(store.rglob("*.json"))
+    assert len(files) == 1
+    before = json.loads(files[0].read_text())
+    after = json.loads(json.dumps(before))
+    after["results"][-1]["verdict"] = "fail" if after["results"][-1]["verdict"] != "fail" else "pass"
+    changes = report.drift(before, after)
+    assert len(changes) == 1 and changes[0]["before"] != changes[0]["after"]
+
+
+async def test_simulated_fleet(tmp_path):
+    """A fleet file from the simulator, fast mode: per-node results, platform summary, protocol checks."""
+    from redfleet.profiles.fleet import Target, fleet_options, validate_fleet
+    from redfleet.profiles.profile import load_profile
+    from redfleet.sim import SimConfig, SimFleet
+
+    cfg = SimConfig(nodes=3, mix={"openbmc": 2, "ami": 1}, port=0, base_address="127.16.4.1", dynamics=False,
+                    cache_dir=tmp_path)
+    async with SimFleet(cfg) as fleet:
+        targets = [Target(n.name, n.bmc_url, "root", "calvin") for n in fleet.nodes]
+        results = await validate_fleet(targets, load_profile("RedfleetNeocloudGpuNode"), fleet_options())
+    assert all(r.error is None for r in results)
+    assert results[0].summary() == results[1].summary()  # same platform, same verdicts
+    assert results[1].resources_read < results[0].resources_read  # the second openbmc node follows the plan
+    checks = {r.prop: r.verdict.label for r in results[0].protocol}
+    assert checks["TLS"] == "pass" and checks["Sessions"] == "pass" and checks["Authentication"] == "pass"
+    data = report.to_json(results)
+    assert len(data["by_platform"]) == 2
