@@ -289,3 +289,43 @@ async def test_session_reused_for_all_requests(dell: MockupTree) -> None:
             await collect_inventory(c)
         assert bmc.sessions_created == 1 and not bmc.sessions
         assert all("X-Auth-Token" for _ in bmc.requests)
+
+
+@pytest.mark.parametrize("tree", ["supermicro", "dell", "nvidia_viking", "hpe"])
+async def test_standard_redfish_alone_without_quirks(tree: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hardware redfleet has never seen: with no vendor quirk selected, the same inventory from standard Redfish."""
+    import redfleet.redfish.quirks as quirks
+
+    t = MockupTree(mockups_dir() / tree)
+    counts = {}
+    for with_quirks in (True, False):
+        if not with_quirks:
+            monkeypatch.setattr(quirks, "select_quirks", lambda caps, root: [])
+        async with MockupBMC(t, address=next_address()) as bmc, RedfishClient(bmc.url, "root", "calvin") as c:
+            assert bool(c.quirks) == with_quirks
+            inv = await collect_inventory(c)
+            counts[with_quirks] = (inv.counts(), sorted(g.serial or "" for g in inv.gpus))
+    assert counts[True] == counts[False]
+
+
+async def test_gpu_from_hpe_oem_pci_list() -> None:
+    """An iLO that lists a GPU only in its OEM PCIDevices collection (no Processor, no PCIe function class)."""
+    if "DL325" not in MOCKUPS:
+        pytest.skip("DL325 missing")
+    t = MockupTree(mockups_dir() / "DL325")
+    coll = "/redfish/v1/Systems/1/PCIDevices"
+    members = list((t.get(coll) or {}).get("Members") or [])
+    gpu_uri = f"{coll}/99"
+    async with MockupBMC(t, address=next_address()) as bmc:
+        bmc.overlay[U.key(coll)] = {"Members": [*members, {"@odata.id": gpu_uri}]}
+        bmc.overlay[U.key(gpu_uri)] = {
+            "@odata.id": gpu_uri, "@odata.type": "#HpeServerPciDevice.v2_0_0.HpeServerPciDevice", "Id": "99",
+            "ClassCode": 3, "SubclassCode": 2, "VendorID": 4318, "DeviceID": 8890, "Name": "NVIDIA A40",
+            "LocationString": "PCI-E Slot 3", "DeviceType": "Other PCI Device",
+        }
+        async with RedfishClient(bmc.url, "root", "calvin") as c:
+            inv = await collect_inventory(c)
+    assert len(inv.gpus) == 1
+    g = inv.gpus[0]
+    assert g.found_via == ["oem"] and g.model == "NVIDIA A40" and g.location == "PCI-E Slot 3"
+    assert g.pci_vendor_id == "0x10de" and g.source == gpu_uri
