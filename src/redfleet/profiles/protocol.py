@@ -138,9 +138,10 @@ async def _tls_probe(host: str, port: int, legacy: bool, timeout: float) -> str 
     ctx.verify_mode = ssl.CERT_NONE
     if legacy:
         try:
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_1
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):
             return None
