@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": ours_total < dmtf_total,
     }
     print()
-    print(f"| tool | BMCs | wall time | per BMC | requests |")
-    print(f"|---|---:|---:|---:|---:|")
+    print("| tool | BMCs | wall time | per BMC | requests |")
+    print("|---|---:|---:|---:|---:|")
     print(f"| DMTF rf_interop_validator 3.x | {args.dmtf_nodes} | {dmtf_total:.1f} s | "
           f"{report['dmtf_per_node_s']} s | (every resource) |")
     print(f"| redfleet validate --fast | {args.nodes} | {ours_total:.1f} s | {report['redfleet_per_node_ms']} ms | "

@@ -53,7 +53,8 @@ sut.apply_global_checks()
 rows = []
 for uri, res in sut._resources.items():
     for prop, r in res["Results"].items():
-        rows.append({"uri": uri, "prop": prop, "verdict": r["Result"].name, "value": r["Value"], "message": r["Message"]})
+        rows.append({"uri": uri, "prop": prop, "verdict": r["Result"].name, "value": r["Value"],
+                     "message": r["Message"]})
 for rtype, r in sut._service_resource_results["Results"].items():
     rows.append({"uri": None, "prop": rtype, "verdict": r["Result"].name, "value": None, "message": r["Message"]})
 totals = {"PASS": sut.pass_count, "WARN": sut.warn_count, "FAIL": sut.fail_count, "SKIP": sut.skip_count}
@@ -135,7 +136,7 @@ def compare(mockup: str, profile: str, mode: str, ref: dict[str, Any], ours: dic
 
 def classify(key: Any, ref: str, ours: str) -> str:
     """Which documented deviation explains a difference (strict mode); '' when none does."""
-    uri, prop = key
+    _uri, prop = key
     if prop.endswith(" (Write)") and ours in ("pass", "absent"):
         return "D5"
     return ""

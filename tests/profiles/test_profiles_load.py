@@ -31,7 +31,7 @@ def test_shipped_profile_has_a_purpose_everywhere():
         for case in entry.get("UseCases", [entry]):
             assert case.get("Purpose"), name
             for prop, req in case.get("PropertyRequirements", {}).items():
-                assert req.get("Purpose") or name == "Processor" and prop == "Status", (name, prop)
+                assert req.get("Purpose") or (name == "Processor" and prop == "Status"), (name, prop)
             for action, req in case.get("ActionRequirements", {}).items():
                 assert req.get("Purpose"), (name, action)
 
@@ -67,7 +67,7 @@ def test_missing_required_profile_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("REDFLEET_SHARED", str(tmp_path / "nowhere"))
     doc = {"ProfileName": "X", "ProfileVersion": "1.0.0", "RequiredProfiles": {"Nope": {"MinVersion": "1.0.0"}}}
     (tmp_path / "X.v1_0_0.json").write_text(json.dumps(doc))
-    with pytest.raises(ProfileError, match="requires Nope 1.0.0"):
+    with pytest.raises(ProfileError, match=r"requires Nope 1\.0\.0"):
         load_profile(tmp_path / "X.v1_0_0.json")
 
 

@@ -36,7 +36,8 @@ def _print_target(console: Console, t: dict[str, Any], show_all: bool) -> None:
         return
     info = t.get("service") or {}
     if info:
-        head += f"  [dim]({info.get('manufacturer', '?')} {info.get('model', '?')}, BMC {info.get('bmc_firmware', '?')})[/]"
+        head += (f"  [dim]({info.get('manufacturer', '?')} {info.get('model', '?')}, "
+                 f"BMC {info.get('bmc_firmware', '?')})[/]")
     console.print(head)
     rows = t["results"] + (t.get("protocol") or {}).get("results", [])
     shown = [r for r in rows if show_all or r["verdict"] in ("fail", "warn") or r["resource"] == "Protocol"]
@@ -110,7 +111,8 @@ def register(app: typer.Typer) -> None:
         from redfleet.profiles import report
         from redfleet.profiles.engine import Options
         from redfleet.profiles.fleet import Target, fleet_options, validate_fleet
-        from redfleet.profiles.profile import ProfileError, list_profiles as _list, load_profile
+        from redfleet.profiles.profile import ProfileError, load_profile
+        from redfleet.profiles.profile import list_profiles as _list
 
         err = Console(stderr=True)
         console = Console(stderr=json_out)
@@ -158,7 +160,7 @@ def register(app: typer.Typer) -> None:
                 err.print(f"\r{progress['done']}/{len(todo)} validated", end="")
 
         results = asyncio.run(validate_fleet(todo, profiles, options, concurrency=concurrency, protocol=protocol,
-                                             timeout=timeout, on_result=tick))
+                                             request_timeout=timeout, on_result=tick))
         data = report.to_json(results)
         if save is not None:
             for t in data["targets"]:

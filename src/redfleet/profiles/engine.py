@@ -247,7 +247,7 @@ class Evaluation:
     async def get(self, uri: str) -> dict[str, Any] | None:
         if self.evaluating:
             self.demand.add(uri)
-        return await self.source.get(uri)  # type: ignore[no-any-return]
+        return await self.source.get(uri)
 
     async def type_of(self, uri: str) -> str | None:
         return resource_type_of(await self.get(uri))[0]
@@ -1049,7 +1049,7 @@ def _ordered(ctype: str, item: Any, cv: Any) -> str | None:
 
 
 def _range(values: list[Any], item: Any) -> str | None:
-    lo, hi, nominal = (list(values) + [None, None, None])[:3]
+    lo, hi, nominal = ([*list(values), None, None, None])[:3]
     note = f" (nominal value: {nominal})" if nominal is not None else ""
     msg = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,24 +29,26 @@ class Target:
 
 
 async def validate_target(target: Target, profiles: ProfileSet, options: Options, protocol: bool = True,
-                          timeout: float = 30.0, per_target_concurrency: int = 8) -> TargetResult:
+                          request_timeout: float = 30.0, per_target_concurrency: int = 8) -> TargetResult:
     began = time.perf_counter()
     try:
         if target.is_mockup:
-            source: Any = MockupSource(Path(target.location) / "") if Path(target.location).is_dir() else None
+            is_dir = await asyncio.to_thread(os.path.isdir, target.location)
+            source: Any = MockupSource(Path(target.location)) if is_dir else None
             if source is None:
                 raise FileNotFoundError(f"{target.location} is neither a URL nor a mockup directory")
             result = await validate_source(source, profiles, options, target=target.name)
         else:
             auth = HttpAuth(target.username, target.password, "session")
-            async with HttpSource(target.location, auth, timeout=timeout, concurrency=per_target_concurrency) as http:
+            async with HttpSource(target.location, auth, timeout=request_timeout,
+                                  concurrency=per_target_concurrency) as http:
                 cached = CachedSource(http)
                 result = await validate_source(cached, profiles, options, target=target.name)
                 if protocol and not result.error:
                     from redfleet.profiles.protocol import protocol_checks
 
                     result.protocol = await protocol_checks(target.location, target.username, target.password,
-                                                            profiles, cached, timeout=timeout)
+                                                            profiles, cached, request_timeout=request_timeout)
     except Exception as exc:
         result = TargetResult(target.name, profiles.label, [], error=f"{type(exc).__name__}: {exc}")
     result.elapsed_s = time.perf_counter() - began
@@ -53,7 +56,7 @@ async def validate_target(target: Target, profiles: ProfileSet, options: Options
 
 
 async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: Options | None = None,
-                         concurrency: int = 64, protocol: bool = True, timeout: float = 30.0,
+                         concurrency: int = 64, protocol: bool = True, request_timeout: float = 30.0,
                          on_result: Callable[[TargetResult], None] | None = None) -> list[TargetResult]:
     """Validate every target, ``concurrency`` at a time; results come back in the targets' order."""
     options = options or Options()
@@ -61,7 +64,8 @@ async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: O
 
     async def one(t: Target) -> TargetResult:
         async with sem:
-            r = await validate_target(t, profiles, options, protocol=protocol, timeout=timeout)
+            r = await validate_target(t, profiles, options, protocol=protocol,
+                                    request_timeout=request_timeout)
         if on_result:
             on_result(r)
         return r

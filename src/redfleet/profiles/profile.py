@@ -208,7 +208,7 @@ def _read(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise ProfileError(f"{path}: not valid JSON: {exc}") from exc
     check_profile_document(doc, str(path))
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def _candidates(name: str, dirs: list[Path]) -> list[tuple[tuple[int, int, int], Path]]:

@@ -131,7 +131,7 @@ def ipmi_rows(network_protocols: list[tuple[str, dict[str, Any] | None]]) -> lis
     return [_row("IPMI-over-LAN", Verdict.PASS, False, "IPMI over LAN is disabled", req, purpose)]
 
 
-async def _tls_probe(host: str, port: int, legacy: bool, timeout: float) -> str | None:
+async def _tls_probe(host: str, port: int, legacy: bool, request_timeout: float) -> str | None:
     """The TLS version negotiated (None when the handshake fails)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -147,8 +147,8 @@ async def _tls_probe(host: str, port: int, legacy: bool, timeout: float) -> str 
             return None
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx,
-                                                                         server_hostname=host), timeout)
-    except (OSError, ssl.SSLError, asyncio.TimeoutError):
+                                                                         server_hostname=host), request_timeout)
+    except (TimeoutError, OSError, ssl.SSLError):
         return None
     sslobj = writer.get_extra_info("ssl_object")
     version = sslobj.version() if sslobj is not None else None
@@ -160,7 +160,7 @@ async def _tls_probe(host: str, port: int, legacy: bool, timeout: float) -> str 
     return version
 
 
-async def tls_rows(base_url: str, timeout: float = 10.0) -> list[Row]:
+async def tls_rows(base_url: str, request_timeout: float = 10.0) -> list[Row]:
     parts = urlsplit(base_url)
     purpose = "Credentials and firmware images cross this link; TLS below 1.2 is broken (BEAST, POODLE, SWEET32)."
     if parts.scheme != "https":
@@ -168,7 +168,7 @@ async def tls_rows(base_url: str, timeout: float = 10.0) -> list[Row]:
                      "neocloud: HTTPS with TLS >= 1.2", purpose)]
     host = parts.hostname or "localhost"
     port = parts.port or 443
-    version = await _tls_probe(host, port, False, timeout)
+    version = await _tls_probe(host, port, False, request_timeout)
     rows = []
     if version is None:
         rows.append(_row("TLS", Verdict.FAIL, None, "TLS handshake failed", "neocloud: HTTPS with TLS >= 1.2",
@@ -178,7 +178,7 @@ async def tls_rows(base_url: str, timeout: float = 10.0) -> list[Row]:
         rows.append(_row("TLS", Verdict.PASS if ok else Verdict.FAIL, version,
                          f"negotiated {version}" if ok else f"negotiated {version}, below TLS 1.2",
                          "neocloud: HTTPS with TLS >= 1.2", purpose))
-    legacy = await _tls_probe(host, port, True, timeout)
+    legacy = await _tls_probe(host, port, True, request_timeout)
     rows.append(_row("TLS legacy", Verdict.FAIL if legacy else Verdict.PASS, legacy,
                      f"the service accepts {legacy}" if legacy else "TLS 1.0 and 1.1 are refused",
                      "neocloud: TLS 1.0/1.1 refused", purpose))
@@ -243,7 +243,7 @@ async def session_rows(session: Any, base_url: str, username: str | None, passwo
 
 
 async def protocol_checks(base_url: str, username: str | None, password: str | None, profiles: ProfileSet,
-                          source: Any, timeout: float = 15.0, session: Any = None) -> list[Row]:
+                          source: Any, request_timeout: float = 15.0, session: Any = None) -> list[Row]:
     """All protocol checks for one live service; ``source`` is the (cached) resource source of the run."""
     import aiohttp
 
@@ -269,7 +269,7 @@ async def protocol_checks(base_url: str, username: str | None, password: str | N
             host_ifaces += len(hdoc.get("Members") or [])
     rows = profile_protocol_rows(profiles, root, managers, host_ifaces)
     rows += ipmi_rows(nps)
-    rows += await tls_rows(base_url, timeout)
+    rows += await tls_rows(base_url, request_timeout)
     ssl_ctx: Any = False
     if base_url.startswith("https"):
         ssl_ctx = ssl.create_default_context()
@@ -277,7 +277,7 @@ async def protocol_checks(base_url: str, username: str | None, password: str | N
         ssl_ctx.verify_mode = ssl.CERT_NONE
     own = session is None
     if own:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout),
                                         connector=aiohttp.TCPConnector(family=socket.AF_INET))
     try:
         rows += await session_rows(session, base_url, username, password, root, ssl_ctx)

@@ -107,7 +107,7 @@ def previous_result(directory: str | Path, target: str, profile: str) -> dict[st
     files = history(directory, target, profile)
     if not files:
         return None
-    return json.loads(files[-1].read_text())  # type: ignore[no-any-return]
+    return json.loads(files[-1].read_text())
 
 
 def drift(before: dict[str, Any] | TargetResult, after: dict[str, Any] | TargetResult) -> list[dict[str, Any]]:
