@@ -559,6 +559,7 @@ class RedfishClient:
         kind: str | None = None,
         ignore_errors: bool = True,
         cache: bool = True,
+        levels: int = 1,
     ) -> list[dict[str, Any]]:
         """Every member of a collection as full resources.
 
@@ -571,7 +572,7 @@ class RedfishClient:
         coll_uri = collection if isinstance(collection, str) else U.odata_id(collection)
         if not coll_uri:
             return []
-        query = None if (not expand or self._expand_broken) else self.caps.expand_query(1)
+        query = None if (not expand or self._expand_broken) else self.caps.expand_query(levels)
         doc: dict[str, Any] | None
         try:
             doc = await self.get(coll_uri, kind=kind, query=query, cache=cache)

@@ -233,17 +233,23 @@ class _Collector:
             self.warnings.append(f"{label}: {exc}")
             return default
 
-    async def members(self, res: dict[str, Any] | None, key: str, kind: str | None = None) -> list[dict[str, Any]]:
-        """Members of the collection that ``res[key]`` links to (empty when absent)."""
+    async def members(
+        self, res: dict[str, Any] | None, key: str, kind: str | None = None, levels: int = 1
+    ) -> list[dict[str, Any]]:
+        """Members of the collection that ``res[key]`` links to (empty when absent). A collection the BMC already
+        expanded inline (multi-level ``$expand``) is used as it is, fetching only members left as links."""
         if not res:
             return []
         value = res.get(key)
         if isinstance(value, list):  # a links array (Dell Systems.PCIeDevices, Storage.Drives)
             return await self.c.resolve_links(value, kind=kind)
+        if isinstance(value, dict) and isinstance(value.get("Members"), list) and \
+                "Members@odata.nextLink" not in value:
+            return await self.c.resolve_links(value["Members"], kind=kind)
         link = U.odata_id(value)
         if not link:
             return []
-        return await self.c.get_members(link, kind=kind, ignore_errors=False)
+        return await self.c.get_members(link, kind=kind, ignore_errors=False, levels=levels)
 
     # --------------------------------------------------------------------------------------------------------
     async def run(self) -> Inventory:
@@ -264,8 +270,10 @@ class _Collector:
             self.guard("Managers", c.get_members(managers_uri), []) if managers_uri else _empty(),
             self.guard("firmware", self.firmware(), []),
         )
-        per_system = await asyncio.gather(*(self.system_parts(s) for s in systems))
+        # Chassis first: their (multi-level expanded) PCIe device collections fill the cache that the systems'
+        # PCIeDevices link arrays (same devices, often) are then served from.
         per_chassis = await asyncio.gather(*(self.chassis_parts(ch) for ch in chassis))
+        per_system = await asyncio.gather(*(self.system_parts(s) for s in systems))
         extra: list[GpuCandidate] = []
         for q in c.quirks:
             extra.extend(await self.guard(f"{q.name} OEM GPUs", q.extra_gpus(c, systems), []))
@@ -340,13 +348,16 @@ class _Collector:
     async def pcie_of(self, res: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """PCIe devices linked from a System (``PCIeDevices`` links array or collection) or a Chassis, each with
         its functions (``PCIeFunctions`` collection, or ``Links.PCIeFunctions`` on older services)."""
-        devices = await self.members(res, "PCIeDevices")
+        # Devices and their functions in one answer where the BMC expands 3 levels (collection, device,
+        # functions collection, function); otherwise the functions are fetched per device.
+        devices = await self.members(res, "PCIeDevices", levels=3)
         if not devices:
             return []
 
         async def with_functions(dev: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             fns: list[dict[str, Any]] = []
-            if U.odata_id(dev.get("PCIeFunctions")):
+            if isinstance(dev.get("PCIeFunctions"), dict) and (
+                    U.odata_id(dev.get("PCIeFunctions")) or "Members" in dev["PCIeFunctions"]):
                 fns = await self.guard("PCIe functions", self.members(dev, "PCIeFunctions"), [])
             else:
                 linked = U.links(dev, "Links", "PCIeFunctions")
