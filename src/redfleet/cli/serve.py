@@ -1,0 +1,107 @@
+"""CLI: ``redfleet serve``: the long-running control plane (REST API, collection, health, /metrics)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import typer
+
+from redfleet.redfish.fleet import NodeTarget
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise typer.BadParameter(f"--listen wants HOST:PORT, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def targets_from_store(store: object) -> list[NodeTarget]:
+    """Collection targets for every node of the store that has a BMC (passwords decrypted once per credential)."""
+    from redfleet.store import FleetStore
+
+    assert isinstance(store, FleetStore)
+    creds: dict[str, tuple[str, str] | None] = {}
+    out = []
+    for rec in store.nodes():
+        if not rec.bmc_url:
+            continue
+        user = password = None
+        if rec.credential:
+            if rec.credential not in creds:
+                try:
+                    c = store.credential(rec.credential)
+                    creds[rec.credential] = (c.username, c.password.reveal())
+                except Exception as exc:
+                    log.warning("credential %s unusable: %s", rec.credential, exc)
+                    creds[rec.credential] = None
+            found = creds[rec.credential]
+            if found:
+                user, password = found
+        out.append(NodeTarget(rec.name, rec.bmc_url, user, password, fingerprint=rec.tls_fingerprint,
+                              tags=list(rec.tags)))
+    return out
+
+
+def ensure_admin_token(store: object, dev_token: str | None) -> str | None:
+    """A first admin token when the store has none and no dev token was given (returned to be printed once)."""
+    from redfleet.store import FleetStore
+    from redfleet.store.tokens import any_admin, create_token
+
+    assert isinstance(store, FleetStore)
+    if dev_token or store.transaction(any_admin, write=False):
+        return None
+    token, _ = store.transaction(lambda s: create_token(s, f"admin-initial-{secrets.token_hex(3)}", "admin"))
+    store.audit("api.token.create", "admin-initial", details={"role": "admin", "first": True})
+    return token
+
+
+def serve(
+    db: str = typer.Option(None, "--db", envvar="REDFLEET_DB", help="Fleet store URL (sqlite:///... or postgresql+"
+                                                                    "psycopg://...); default the local store."),
+    fleet: Path = typer.Option(None, "--fleet", exists=True, dir_okay=False, help="Fleet file to import first."),
+    listen: str = typer.Option("127.0.0.1:8080", "--listen", help="HOST:PORT to serve the API on."),
+    dev_token: str = typer.Option(None, "--dev-token", envvar="REDFLEET_DEV_TOKEN",
+                                  help="An admin token held in memory (development; never stored)."),
+    collect: bool = typer.Option(True, "--collect/--no-collect", help="Poll the BMCs (sensors, inventory, events)."),
+    sensors_interval: float = typer.Option(10.0, "--sensors-interval", help="Seconds between sensor polls."),
+    inventory_interval: float = typer.Option(3600.0, "--inventory-interval", help="Seconds between inventories."),
+    receiver_url: str = typer.Option(None, "--receiver-url",
+                                     help="URL BMCs reach serve at for push events (default http://LISTEN)."),
+    metrics_auth: bool = typer.Option(False, "--metrics-auth", help="/metrics needs a viewer token."),
+    tls: str = typer.Option("pin", "--tls", help="BMC TLS: pin (TOFU, default) | verify | insecure."),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """Run the control plane: REST API + OpenAPI (/docs), in-band ingest, BMC collection, health, /metrics."""
+    import uvicorn
+
+    from redfleet.api.app import create_app
+    from redfleet.store import FleetStore
+    from redfleet.telemetry.collector.poller import Intervals
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING))
+    host, port = parse_listen(listen)
+    store = FleetStore(db, actor=os.environ.get("REDFLEET_ACTOR") or "redfleet-serve")
+    if fleet is not None:
+        res = store.import_fleet(fleet, reason="redfleet serve --fleet")
+        typer.echo(f"fleet {fleet}: {len(res.added)} added, {len(res.updated)} updated, "
+                   f"{len(res.unchanged)} unchanged")
+    first = ensure_admin_token(store, dev_token)
+    if first:
+        typer.echo(f"first admin token (shown once, keep it): {first}")
+    targets = targets_from_store(store) if collect else []
+    app = create_app(store, targets=targets, dev_token=dev_token, metrics_auth=metrics_auth, tls_mode=tls,
+                     intervals=Intervals(sensors=sensors_interval, inventory=inventory_interval),
+                     receiver_url=receiver_url or f"http://{host}:{port}")
+    typer.echo(f"redfleet serve on http://{host}:{port}  ({len(targets)} BMCs collected; API docs /docs, "
+               f"metrics /metrics)")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
