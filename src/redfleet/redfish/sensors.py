@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from redfleet.model.telemetry import Reading, SensorReadings
+from redfleet.model.telemetry import SensorReadings
 from redfleet.redfish import uri as U
 from redfleet.redfish.client import RedfishClient
 from redfleet.redfish.errors import RedfishError
@@ -27,7 +27,8 @@ _KIND_BY_TYPE = {
 _KIND_BY_UNIT = {"Cel": "temperature", "RPM": "fan", "W": "power", "V": "voltage", "A": "current", "kW.h": "energy"}
 
 
-def sensor_reading(s: dict[str, Any]) -> Reading:
+def sensor_reading(s: dict[str, Any]) -> dict[str, Any]:
+    """One Redfish Sensor as the fields of a :class:`Reading` (validated in one batch by the caller)."""
     st = s.get("Status")
     health = state = None
     if isinstance(st, dict):
@@ -43,12 +44,12 @@ def sensor_reading(s: dict[str, Any]) -> Reading:
     if isinstance(th, dict) and th:
         uc, uf, lc = _th(th, "UpperCritical"), _th(th, "UpperFatal"), _th(th, "LowerCritical")
     value = s.get("Reading")
-    return Reading(
-        id=str(s.get("Id") or _id(s)), name=s.get("Name"), kind=kind,
-        value=value if isinstance(value, (int, float)) and not isinstance(value, bool) else _float(value),
-        units=units, health=health, state=state, context=s.get("PhysicalContext"),
-        source=s.get("@odata.id"), upper_critical=uc, upper_fatal=uf, lower_critical=lc,
-    )
+    return {
+        "id": str(s.get("Id") or _id(s)), "name": s.get("Name"), "kind": kind,
+        "value": value if isinstance(value, (int, float)) and not isinstance(value, bool) else _float(value),
+        "units": units, "health": health, "state": state, "context": s.get("PhysicalContext"),
+        "source": s.get("@odata.id"), "upper_critical": uc, "upper_fatal": uf, "lower_critical": lc,
+    }
 
 
 def _th(th: dict[str, Any], name: str) -> float | None:
@@ -56,13 +57,13 @@ def _th(th: dict[str, Any], name: str) -> float | None:
     return _float(v.get("Reading")) if isinstance(v, dict) else None
 
 
-def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None) -> list[Reading]:
-    out: list[Reading] = []
+def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for i, t in enumerate((thermal or {}).get("Temperatures") or []):
         if not isinstance(t, dict):
             continue
         health, state = _status(t)
-        out.append(Reading(
+        out.append(dict(
             id=str(t.get("MemberId") or t.get("SensorNumber") or i), name=t.get("Name"), kind="temperature",
             value=_float(t.get("ReadingCelsius")), units="Cel", health=health, state=state,
             context=t.get("PhysicalContext"), upper_critical=_float(t.get("UpperThresholdCritical")),
@@ -73,7 +74,7 @@ def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None
         if not isinstance(f, dict):
             continue
         health, state = _status(f)
-        out.append(Reading(
+        out.append(dict(
             id=str(f.get("MemberId") or i), name=f.get("Name") or f.get("FanName"), kind="fan",
             value=_float(f.get("Reading")), units=f.get("ReadingUnits") or "RPM", health=health, state=state,
             context=f.get("PhysicalContext"), lower_critical=_float(f.get("LowerThresholdCritical")),
@@ -83,7 +84,7 @@ def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None
         if not isinstance(pc, dict):
             continue
         health, state = _status(pc)
-        out.append(Reading(
+        out.append(dict(
             id=str(pc.get("MemberId") or i), name=pc.get("Name") or "Power consumed", kind="power",
             value=_float(pc.get("PowerConsumedWatts")), units="W", health=health, state=state,
             context=pc.get("PhysicalContext"), source=pc.get("@odata.id") or f"{U.odata_id(power)}#/PowerControl/{i}",
@@ -92,7 +93,7 @@ def legacy_readings(thermal: dict[str, Any] | None, power: dict[str, Any] | None
         if not isinstance(v, dict):
             continue
         health, state = _status(v)
-        out.append(Reading(
+        out.append(dict(
             id=str(v.get("MemberId") or i), name=v.get("Name"), kind="voltage", value=_float(v.get("ReadingVolts")),
             units="V", health=health, state=state, context=v.get("PhysicalContext"),
             upper_critical=_float(v.get("UpperThresholdCritical")),
@@ -114,16 +115,16 @@ async def read_sensors(client: RedfishClient, *, chassis: list[str] | None = Non
     else:
         members = await c.resolve_links([{"@odata.id": u} for u in chassis], ignore_errors=False)
 
-    async def one(ch: dict[str, Any]) -> tuple[str, list[Reading]]:
+    async def one(ch: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         try:
             thermal_uri, power_uri = U.odata_id(ch.get("Thermal")), U.odata_id(ch.get("Power"))
-            modern: list[Reading] = []
+            modern: list[dict[str, Any]] = []
             if U.odata_id(ch.get("Sensors")):
                 docs = await c.get_members(ch["Sensors"], kind="sensors", cache=False)
                 modern = [sensor_reading(d) for d in docs]
                 # Some BMCs (Supermicro X13) list a token Sensors collection and keep the real readings in the
                 # legacy resources: read those too when Sensors has no temperature or almost nothing.
-                sparse = len(modern) < 4 or not any(r.kind == "temperature" for r in modern)
+                sparse = len(modern) < 4 or not any(r["kind"] == "temperature" for r in modern)
                 if not (sparse and (thermal_uri or power_uri)):
                     return "redfish-sensors", modern
             thermal, power = await asyncio.gather(
@@ -132,8 +133,9 @@ async def read_sensors(client: RedfishClient, *, chassis: list[str] | None = Non
             )
             legacy = legacy_readings(thermal, power)
             if modern:
-                names = {(r.kind, (r.name or "").lower()) for r in modern}
-                return "redfish-mixed", modern + [r for r in legacy if (r.kind, (r.name or "").lower()) not in names]
+                names = {(r["kind"], (r["name"] or "").lower()) for r in modern}
+                return "redfish-mixed", modern + [
+                    r for r in legacy if (r["kind"], (r.get("name") or "").lower()) not in names]
             return "redfish-legacy", legacy
         except RedfishError as exc:
             if not _is_soft(exc):
@@ -142,17 +144,18 @@ async def read_sensors(client: RedfishClient, *, chassis: list[str] | None = Non
             return "redfish", []
 
     results = await asyncio.gather(*(one(ch) for ch in members))
-    readings: list[Reading] = []
+    readings: list[dict[str, Any]] = []
     vias = set()
     for via, rs in results:
         readings.extend(rs)
         if rs:
             vias.add(via)
     via = vias.pop() if len(vias) == 1 else ("redfish-mixed" if vias else "redfish")
-    return SensorReadings(
-        bmc=c.base_url, collected_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        via=via, readings=readings, warnings=warnings,
-    )
+    # one validation pass over every reading (much cheaper than a model object per reading)
+    return SensorReadings.model_validate({
+        "bmc": c.base_url, "collected_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "via": via, "readings": readings, "warnings": warnings,
+    })
 
 
 async def _none() -> None:
