@@ -24,6 +24,7 @@ from aiohttp import web
 
 from redfleet.model.fleetfile import Credential, FleetFile, FleetNode
 from redfleet.sim.certs import CertStore
+from redfleet.sim.fastpath import FastProtocol
 from redfleet.sim.flavors import REDFISH_FLAVORS, Flavor, get_flavor, mockup_flavor
 from redfleet.sim.hooks import FleetDynamics, load_fleet_dynamics
 from redfleet.sim.latency import LatencySpec
@@ -59,6 +60,7 @@ class SimConfig:
     inband_port: int = 9400
     scenario: Path | str | None = None
     lemons: str | None = None
+    fast_path: bool = True  # answer plain authenticated GETs without aiohttp (see fastpath.py)
     backlog: int = 64
     nodes_per_rack: int = NODES_PER_RACK
     extra: dict[str, Any] = field(default_factory=dict)
@@ -143,7 +145,11 @@ class SimFleet:
         self.control_url: str | None = None
         self._control_runner: web.AppRunner | None = None
         self._server: web.Server | None = None
+        import base64
+
+        self.basic_header = b"Basic " + base64.b64encode(f"{config.user}:{config.password}".encode())
         self._pending: set[asyncio.Task[Any]] = set()
+        self._fast_conns: set[FastProtocol] = set()
         self.started = False
 
     # ---- lookups -------------------------------------------------------------------------------------------
@@ -309,15 +315,24 @@ class SimFleet:
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             assert self._server is not None
+            factory: Any = self._fast_factory if self.config.fast_path else self._server
             if self.config.http:
-                coro = self.loop.connect_accepted_socket(self._server, conn)
+                coro = self.loop.connect_accepted_socket(factory, conn)
             else:
                 coro = self.loop.connect_accepted_socket(
-                    self._server, conn, ssl=self.ssl_context_for(n), ssl_handshake_timeout=30.0
+                    factory, conn, ssl=self.ssl_context_for(n), ssl_handshake_timeout=30.0
                 )
             task = self.loop.create_task(coro)
             self._pending.add(task)
             task.add_done_callback(self._accepted)
+
+    def _fast_factory(self) -> FastProtocol:
+        return FastProtocol(self)
+
+    @property
+    def aiohttp_server(self) -> web.Server:
+        assert self._server is not None
+        return self._server
 
     def _accepted(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
@@ -341,6 +356,10 @@ class SimFleet:
             log.warning("cannot listen again on %s:%s: %s", n.address, self.port, exc)
 
     def _abort_connections(self, address: str) -> None:
+        for proto in list(self._fast_conns):
+            transport = proto._transport
+            if transport is not None and proto._node is not None and proto._node.address == address:
+                transport.abort()
         if self._server is None:
             return
         for handler in list(self._server.connections):
@@ -458,6 +477,10 @@ class SimFleet:
         self._listeners.clear()
         for t in list(self._pending):
             t.cancel()
+        for proto in list(self._fast_conns):
+            if proto._transport is not None:
+                proto._transport.abort()
+        self._fast_conns.clear()
         if self._server is not None:
             await self._server.shutdown(0.5)
             for handler in list(self._server.connections):

@@ -50,6 +50,12 @@ class NodeDynamics:
         """True while :meth:`hidden` may return True for some path (lets the core skip member filtering)."""
         return False
 
+    def takes(self, method: str, path: str) -> bool:
+        """Whether :meth:`handle` may answer ``method path``. The core's fast path (plain GETs answered without
+        aiohttp) asks this for every GET; return True only for the URIs you serve yourself (SSE, subscriptions).
+        Default: True for every request when ``handle`` is overridden (safe), False otherwise."""
+        return type(self).handle is not NodeDynamics.handle
+
     async def handle(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
         """Take a request before the core routes it (after authentication). Return a response, or None to let the
         core answer. Use for the SSE stream, EventService subscriptions, SubmitTestEvent."""

@@ -1,0 +1,185 @@
+"""A fast path for the common request: an authenticated GET/HEAD of a resource, without query options.
+
+Each connection starts with :class:`FastProtocol` (httptools parser, responses written straight to the transport).
+The first request it cannot answer alone (any other method, a query string, a session or task-monitor URI, a log
+collection, latency or throttling in force, a URI the dynamic side takes) hands the connection over to the aiohttp
+handler: the unanswered bytes are replayed into an aiohttp ``RequestHandler`` that keeps the connection from then
+on. Responses are byte-for-byte what the aiohttp path would send for the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redfleet.sim.fleet import SimFleet
+    from redfleet.sim.node import SimNode
+
+_OPEN = frozenset({b"/redfish", b"/redfish/", b"/redfish/v1", b"/redfish/v1/", b"/redfish/v1/odata",
+                   b"/redfish/v1/$metadata"})
+
+_date_cache: list[Any] = [0, b""]
+
+
+def _date() -> bytes:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return _date_cache[1]  # type: ignore[no-any-return,unused-ignore]
+
+
+class FastProtocol(asyncio.Protocol):
+    __slots__ = ("_busy", "_close_after", "_done", "_fleet", "_headers", "_method", "_node", "_parser", "_raw",
+                 "_slow", "_transport", "_url")
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self._fleet = fleet
+        self._transport: Any = None
+        self._node: SimNode | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._raw = bytearray()
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._method = b""
+        self._slow = False
+        self._busy = False  # a message has begun and is not complete
+        self._done: list[tuple[bytes, bytes, dict[bytes, bytes], bool]] = []
+        self._close_after = False
+
+    # ---- asyncio -------------------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        self._fleet._fast_conns.add(self)
+        sock = transport.get_extra_info("sockname")
+        self._node = self._fleet.node_by_address(sock[0]) if sock else None
+        if self._node is None:
+            self._handover()
+
+    def data_received(self, data: bytes) -> None:
+        self._raw += data
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._slow = True
+        except httptools.HttpParserError:
+            self._slow = True
+        if self._slow:
+            self._handover()
+            return
+        if self._busy or not self._done:
+            return  # wait for the message boundary before answering anything
+        done, self._done = self._done, []
+        self._raw.clear()
+        out = []
+        for method, url, headers, keep in done:
+            out.append(self._answer(method, url, headers))
+            if not keep:
+                self._close_after = True
+                break
+        self._transport.write(b"".join(out))
+        if self._close_after:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._fleet._fast_conns.discard(self)
+
+    # ---- httptools callbacks -------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._busy = True
+        self._url = b""
+        self._headers = {}
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        method = self._parser.get_method()
+        self._method = method
+        if method not in (b"GET", b"HEAD") or not self._can_serve(self._url):
+            self._slow = True
+
+    def on_message_complete(self) -> None:
+        self._busy = False
+        self._done.append((self._method, self._url, self._headers, self._parser.should_keep_alive()))
+
+    # ---- decisions -----------------------------------------------------------------------------------------
+    def _can_serve(self, url: bytes) -> bool:
+        node = self._node
+        if node is None or b"?" in url or b"%" in url or node.down or node.throttle_until or node.slow is not None:
+            return False
+        if node.bad_json or self._fleet.latency is not None:
+            return False
+        path = url.decode("latin-1")
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if node.dyn.takes("GET", path):
+            return False
+        low = path.lower()
+        if low.startswith(node.facts.session_collection.lower()) or "/taskmonitors/" in low or low.endswith(
+            "/entries"
+        ):
+            return False
+        headers = self._headers
+        if url not in _OPEN:
+            token = headers.get(b"x-auth-token")
+            if token is not None:
+                if node.session_by_token(token.decode("latin-1")) is None:
+                    return False
+            elif headers.get(b"authorization") != self._fleet.basic_header:
+                return False
+        canon = node.resolve(path)
+        return canon is not None and node.visible(canon)
+
+    def _answer(self, method: bytes, url: bytes, headers: dict[bytes, bytes]) -> bytes:
+        node = self._node
+        assert node is not None
+        path = url.decode("latin-1")
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        canon = node.resolve(path)
+        out = node.render_bytes(canon) if canon is not None else None
+        if out is None:
+            body = b'{"error":{"code":"Base.1.8.ResourceMissingAtURI","message":"The resource was not found."}}'
+            return self._response(b"404 Not Found", body, b"application/json;charset=utf-8", None, method)
+        body, ctype = out
+        etag = node.etag(canon).encode() if ctype.startswith("application/json") else None  # type: ignore[arg-type]
+        return self._response(b"200 OK", body, ctype.encode(), etag, method)
+
+    def _response(self, status: bytes, body: bytes, ctype: bytes, etag: bytes | None, method: bytes) -> bytes:
+        head = [
+            b"HTTP/1.1 ", status, b"\r\nContent-Type: ", ctype, b"\r\nOData-Version: 4.0\r\nCache-Control: no-cache",
+            b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\nDate: ", _date(),
+        ]
+        if etag is not None:
+            head += [b"\r\nETag: ", etag]
+        if self._close_after:
+            head.append(b"\r\nConnection: close")
+        head.append(b"\r\n\r\n")
+        if method != b"HEAD":
+            head.append(body)
+        return b"".join(head)
+
+    # ---- hand-over -----------------------------------------------------------------------------------------
+    def _handover(self) -> None:
+        transport = self._transport
+        self._fleet._fast_conns.discard(self)
+        if transport is None:
+            return
+        self._transport = None
+        server = self._fleet.aiohttp_server
+        handler = server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        raw, self._raw = bytes(self._raw), bytearray()
+        if raw:
+            handler.data_received(raw)
