@@ -78,9 +78,10 @@ class FastProtocol(asyncio.Protocol):
         self._raw.clear()
         out = []
         for method, url, headers, keep in done:
-            out.append(self._answer(method, url, headers))
             if not keep:
                 self._close_after = True
+            out.append(self._answer(method, url, headers))
+            if not keep:
                 break
         self._transport.write(b"".join(out))
         if self._close_after:
