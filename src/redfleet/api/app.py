@@ -40,6 +40,8 @@ HealthState = Literal["healthy", "degraded", "unhealthy", "unknown"]
 class Health(BaseModel):
     state: HealthState
     reasons: list[dict[str, Any]] = Field(default_factory=list)
+    action: str | None = None  # the most drastic recommended action of the reasons
+    since: float | None = None  # when the node entered this state (epoch seconds)
 
 
 class NodeOut(BaseModel):
@@ -72,6 +74,7 @@ class HealthChangeOut(BaseModel):
     old: str
     new: str
     reasons: list[dict[str, Any]]
+    action: str | None = None
 
 
 class EventOut(BaseModel):
@@ -149,10 +152,26 @@ def _node_out(hub: Hub, name: str, rec: NodeRecord | None, cls: type[NodeOut] = 
         tags=list(rec.tags) if rec else [], vendor=rec.vendor if rec else None, model=rec.model if rec else None,
         lifecycle=rec.state if rec else "active",
         health=Health(state=h["state"], reasons=[r if isinstance(r, dict) else {"message": str(r)}
-                                                 for r in h["reasons"]]),
+                                                 for r in h["reasons"]],
+                      action=h.get("action") if isinstance(h.get("action"), str) else None,
+                      since=h.get("since") if isinstance(h.get("since"), int | float) else None),
         bmc_reachable=st.bmc_ok if st else None, agent_last_seen=st.agent_seen if st else None,
         os_state=st.os_state if st else None, **({"components": h.get("components") or {}} if cls is NodeDetail
                                                  else {}), **extra)
+
+
+def _change_out(x: Any) -> HealthChangeOut:
+    actions = [r.get("action") for r in x.reasons if isinstance(r, dict) and r.get("action")]
+    return HealthChangeOut(id=x.id, node=x.node, at=x.at, old=x.old, new=x.new, reasons=x.reasons,
+                           action=_worst(actions) if actions else None)
+
+
+def _worst(actions: list[Any]) -> str | None:
+    try:
+        from redfleet.health.model import action_rank
+    except ImportError:
+        return str(actions[0]) if actions else None
+    return max((str(a) for a in actions), key=action_rank, default=None)
 
 
 def _recent_metrics(hub: Hub, node: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -317,8 +336,7 @@ def create_app(
         from redfleet.store.health import health_history
 
         rows = await run_in_threadpool(store.transaction, lambda s: health_history(s, name, limit=limit), write=False)
-        return [HealthChangeOut(id=x.id, node=x.node, at=x.at, old=x.old, new=x.new, reasons=x.reasons)
-                for x in rows]
+        return [_change_out(x) for x in rows]
 
     @r.post("/nodes/{name}/state", response_model=NodeOut, summary="Set a node's lifecycle state (audited)")
     async def set_state(body: NodeStateIn, name: str = Path(max_length=200),
@@ -355,8 +373,7 @@ def create_app(
         from redfleet.store.health import health_history
 
         rows = await run_in_threadpool(store.transaction, lambda s: health_history(s, None, limit=limit), write=False)
-        return [HealthChangeOut(id=x.id, node=x.node, at=x.at, old=x.old, new=x.new, reasons=x.reasons)
-                for x in rows]
+        return [_change_out(x) for x in rows]
 
     @r.get("/rules", dependencies=[viewer], summary="The health rules in force")
     async def list_rules() -> list[dict[str, Any]]:

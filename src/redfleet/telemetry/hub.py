@@ -133,14 +133,20 @@ class Hub:
         if batch.gpus:
             st.gpus = [g.model_dump() for g in batch.gpus]
         samples = batch.samples
+        eng = self.engine
+        if (batch.gpus or batch.gpus_expected is not None) and hasattr(eng, "observe_gpus"):
+            eng.observe_gpus(batch.node, batch.gpus, batch.gpus_expected, now)
         if samples:
             self.series.add_many(batch.node, samples)
-        self.engine.observe_agent(batch.node, batch.os_state, now)
-        if samples:
-            self.engine.observe_samples(batch.node, samples, now)
-        gpus_expected = batch.gpus_expected
-        if gpus_expected is not None and hasattr(self.engine, "observe_gpus"):
-            self.engine.observe_gpus(batch.node, len(batch.gpus), gpus_expected, now)
+            eng.observe_samples(batch.node, samples, now)
+        if batch.nvme and hasattr(eng, "observe_nvme") and \
+                not any(x.metric.startswith("REDFLEET_NVME_") for x in samples):
+            eng.observe_nvme(batch.node, batch.nvme, now)
+        # the heartbeat at receipt time (an agent's clock may be off)
+        if hasattr(eng, "observe_batch"):
+            eng.observe_agent(batch.node, batch.os_state, now, batch.uptime_s)
+        else:
+            eng.observe_agent(batch.node, batch.os_state, now)
         for ev in batch.events:
             self.engine.observe_event(batch.node, ev)
         if batch.events and self.persister is not None:
@@ -160,22 +166,20 @@ class Hub:
         now = self.clock() if now is None else now
         st = self.add_node(node)
         st.last_sensors_at = now
-        samples = []
-        for r in readings.readings:
-            if r.value is None:
-                continue
-            labels = {"sensor": r.id}
-            if r.context:
-                labels["context"] = r.context
-            samples.append(Sample.model_construct(metric=f"redfish_{r.kind}", value=float(r.value), ts=now, gpu=None,
-                                                  labels=labels))
-        if samples:
-            self.series.add_many(node, samples)
-            self.engine.observe_samples(node, samples, now)
-        # Component health as the BMC states it (a sensor in Critical) reaches the engine as an inventory-like view.
-        self.samples_total += len(samples)
+        if hasattr(self.engine, "observe_sensors"):  # the engine writes the series and judges sensor Health
+            self.engine.observe_sensors(node, readings, now)
+            n = sum(1 for r in readings.readings if r.value is not None)
+        else:
+            samples = [Sample.model_construct(metric=f"redfish_{r.kind}", value=float(r.value), ts=now, gpu=None,
+                                              labels={"sensor": r.id, **({"context": r.context} if r.context else {})})
+                       for r in readings.readings if r.value is not None]
+            if samples:
+                self.series.add_many(node, samples)
+                self.engine.observe_samples(node, samples, now)
+            n = len(samples)
+        self.samples_total += n
         self.observe_reachability(node, True, now)
-        return len(samples)
+        return n
 
     def observe_reachability(self, node: str, ok: bool, now: float | None = None, error: str | None = None) -> None:
         now = self.clock() if now is None else now
@@ -253,7 +257,7 @@ class Hub:
 def make_bmc_event(node: str, event: dict[str, Any], source: str, now: float) -> Any:
     """The engine's BmcEvent from a Redfish event record (None when the engine has no such type)."""
     try:
-        from redfleet.health import BmcEvent  # type: ignore[attr-defined]
+        from redfleet.health.model import BmcEvent
     except ImportError:
         return None
     fields = {

@@ -1,0 +1,186 @@
+"""The BMC collector against the simulator: sensors reach the series, polls are spread, slow/throttling BMCs are
+backed off and recover, unreachable BMCs are reported, SSE is consumed where advertised and push subscriptions are
+created (and recreated when the BMC loses them) elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from conftest import Recorder
+from redfleet.redfish.fleet import targets_from_fleet
+from redfleet.sim import SimConfig, SimFleet
+from redfleet.telemetry.collector.poller import Collector, Intervals
+from redfleet.telemetry.hub import Hub
+from redfleet.telemetry.series import SeriesStore
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def sim(cert_cache: Any, mix: dict[str, int], base: str, **kw: Any) -> AsyncIterator[SimFleet]:
+    cfg = SimConfig(mix=mix, port=0, base_address=base, time_scale=60.0, cache_dir=cert_cache, seed=4, **kw)
+    async with SimFleet(cfg) as fleet:
+        yield fleet
+
+
+async def until(pred: Any, limit: float = 15.0, what: str = "condition") -> Any:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met within {limit} s")
+
+
+def make(fleet: SimFleet, **iv: Any) -> tuple[Hub, Recorder, Collector]:
+    rec = Recorder()
+    hub = Hub(None, SeriesStore(), rec)
+    intervals = Intervals(**{"sensors": 0.5, "inventory": 3600.0, "retry_min_s": 0.2, "retry_max_s": 1.0,
+                             "jitter": 0.2, **iv})
+    coll = Collector(hub, targets_from_fleet(fleet.fleet_file()), intervals=intervals, inventory=False, events=False)
+    return hub, rec, coll
+
+
+async def test_sensors_polled_spread_and_pinned(cert_cache: Any) -> None:
+    async with sim(cert_cache, {"dell": 2, "dgx": 2}, "127.19.1.1") as fleet:
+        hub, rec, coll = make(fleet, sensors=1.0)
+        first: dict[str, float] = {}
+        orig = hub.observe_sensors
+
+        def spy(node: str, readings: Any, now: float | None = None) -> int:
+            first.setdefault(node, time.monotonic())
+            return orig(node, readings, now)
+
+        hub.observe_sensors = spy  # type: ignore[method-assign]
+        coll.start()
+        try:
+            await until(lambda: all(rec.samples.get(n.name, 0) > 0 for n in fleet.nodes), what="every node polled")
+            await until(lambda: all(s.polls >= 2 for s in coll.state.values()), what="second round")
+        finally:
+            await coll.stop()
+        n = fleet.nodes[0].name
+        temps = [k for k in hub.series.keys(n) if k.metric == "redfish_temperature"]
+        assert temps, f"no redfish_temperature series for {n}: {hub.series.keys(n)[:5]}"
+        assert {"sensor"} <= set(temps[0].labels_dict)
+        assert all(ok for _, ok, _ in rec.reach)
+        # not a thundering herd: first polls spread over the start window, not all at one instant
+        stamps = sorted(first.values())
+        assert stamps[-1] - stamps[0] > 0.05, stamps
+
+
+async def test_throttled_bmc_backs_off_and_recovers(cert_cache: Any) -> None:
+    async with sim(cert_cache, {"openbmc": 2}, "127.19.2.1") as fleet:
+        _hub, rec, coll = make(fleet, sensors=0.3, backoff=2.0, max_backoff=8.0)
+        coll.start()
+        try:
+            await until(lambda: all(s.polls >= 1 for s in coll.state.values()), what="first polls")
+            slow = fleet.sim_nodes[0]
+            slow.throttle(429, seconds=2 * 60.0)  # 2 real seconds at time_scale 60
+            st = coll.state[slow.name]
+            await until(lambda: st.throttled >= 1 and st.factor > 1.0, what="backoff on 429")
+            assert st.retry_after is not None or st.failures >= 1
+            other = coll.state[fleet.sim_nodes[1].name]
+            assert other.factor == 1.0  # the healthy BMC keeps its pace
+            await until(lambda: st.factor == 1.0 and st.failures == 0, limit=30, what="recovery after throttling")
+        finally:
+            await coll.stop()
+        # throttling is not unreachability
+        assert not [r for r in rec.reach if not r[1]]
+
+
+async def test_unreachable_bmc_reported_and_back(cert_cache: Any) -> None:
+    async with sim(cert_cache, {"ami": 2}, "127.19.3.1") as fleet:
+        hub, rec, coll = make(fleet)
+        coll.start()
+        try:
+            await until(lambda: all(s.polls >= 1 for s in coll.state.values()), what="first polls")
+            down = fleet.sim_nodes[1]
+            down.set_down(True)
+            await until(lambda: any(n == down.name and not ok for n, ok, _ in rec.reach), what="unreachable seen")
+            err = next(e for n, ok, e in rec.reach if n == down.name and not ok)
+            assert err and err.split(":")[0] in ("unreachable", "timeout")
+            assert hub.nodes[down.name].bmc_ok is False
+            up = fleet.sim_nodes[0].name
+            assert hub.nodes[up].bmc_ok is True
+            down.set_down(False)
+            await until(lambda: hub.nodes[down.name].bmc_ok is True, what="reachable again")
+        finally:
+            await coll.stop()
+
+
+async def test_sse_consumed_where_advertised(cert_cache: Any) -> None:
+    async with sim(cert_cache, {"dell": 1}, "127.19.4.1") as fleet:
+        rec = Recorder()
+        hub = Hub(None, SeriesStore(), rec)
+        seen: list[dict[str, Any]] = []
+        orig = hub.observe_bmc_event
+        hub.observe_bmc_event = lambda n, ev, src, now=None: (seen.append({"node": n, "src": src, **ev}),  # type: ignore[method-assign]
+                                                               orig(n, ev, src, now))
+        coll = Collector(hub, targets_from_fleet(fleet.fleet_file()), inventory=False,
+                         intervals=Intervals(sensors=5.0, retry_min_s=0.2))
+        coll.start()
+        try:
+            st = coll.state[fleet.nodes[0].name]
+            await until(lambda: st.events_mode == "sse", what="SSE chosen for iDRAC")
+            await asyncio.sleep(0.5)  # stream connected
+            fleet.dynamics.inject(fleet.nodes[0].name, "psu", target=0)  # type: ignore[union-attr]
+            ev = await until(lambda: [e for e in seen if e["src"] == "redfish-sse"], what="an SSE event")
+        finally:
+            await coll.stop()
+        assert ev[0]["node"] == fleet.nodes[0].name and ev[0].get("MessageId")
+
+
+async def test_push_subscription_created_delivered_and_recreated(cert_cache: Any) -> None:
+    import uvicorn
+
+    from redfleet.api.app import create_app
+
+    host = "127.19.0.1"
+    port = free_port(host)
+    async with sim(cert_cache, {"hpe": 1}, "127.19.5.1") as fleet:
+        rec = Recorder()
+        hub = Hub(None, SeriesStore(), rec)
+        node = fleet.nodes[0].name
+        hub.add_node(node, fleet.nodes[0].bmc_url)
+        app = create_app(None, hub=hub, targets=targets_from_fleet(fleet.fleet_file()), receiver_url=f"http://{host}:{port}",
+                         intervals=Intervals(sensors=5.0, retry_min_s=0.2, event_renew_s=0.3), dev_token="t")
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        try:
+            await until(lambda: server.started, what="server up")
+            coll = app.state.collector
+            st = coll.state[node]
+            await until(lambda: st.subscription, what="subscription created")
+            assert st.events_mode == "push"
+            sim_node = fleet.node(node)
+            subs = sim_node.dyn.subs.docs  # type: ignore[union-attr]
+            assert [d["Destination"] for d in subs.values()] == [f"http://{host}:{port}/api/v1/redfish/events/{node}"]
+            fleet.dynamics.inject(node, "fan", target=0)  # type: ignore[union-attr]
+            await until(lambda: hub.events_total > 0, what="a pushed event")
+            # the BMC loses the subscription (reset, someone deleted it): redfleet makes a new one
+            subs.clear()
+            await until(lambda: st.subscriptions_made >= 2 and subs, what="subscription recreated")
+            # a stranger's POST to the receiver is refused
+            import aiohttp
+
+            async with aiohttp.ClientSession() as s, s.post(
+                    f"http://{host}:{port}/api/v1/redfish/events/{node}",
+                    json={"Context": "guess", "Events": [{"MessageId": "X"}]}) as resp:
+                assert resp.status == 403
+        finally:
+            server.should_exit = True
+            await task
