@@ -189,7 +189,7 @@ def _recent_metrics(hub: Hub, node: str, limit: int = 500) -> list[dict[str, Any
 
 
 def default_engine(series: Any) -> Any:
-    from redfleet.health import HealthEngine, load_rules  # type: ignore[attr-defined]
+    from redfleet.health import HealthEngine, load_rules
 
     return HealthEngine(rules=load_rules(None), series=series, clock=time.time)
 

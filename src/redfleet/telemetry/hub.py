@@ -12,12 +12,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from redfleet.model.ingest import InbandEvent, IngestBatch, Sample
+from redfleet.model.ingest import IngestBatch, Sample
 from redfleet.model.telemetry import SensorReadings
 from redfleet.store import FleetStore
 
@@ -206,9 +206,7 @@ class Hub:
     def observe_bmc_event(self, node: str, event: dict[str, Any], source: str, now: float | None = None) -> None:
         """A Redfish event record (SSE or push) or SEL entry, as the BMC sent it."""
         now = self.clock() if now is None else now
-        bmc_event = make_bmc_event(node, event, source, now)
-        if bmc_event is not None:
-            self.engine.observe_event(node, bmc_event)
+        self.engine.observe_event(node, make_bmc_event(node, event, source, now))
         self.events_total += 1
         if self.persister is not None:
             sev = _SEVERITY.get(str(event.get("MessageSeverity") or event.get("Severity") or "OK").lower(), "OK")
@@ -255,30 +253,17 @@ class Hub:
 
 
 def make_bmc_event(node: str, event: dict[str, Any], source: str, now: float) -> Any:
-    """The engine's BmcEvent from a Redfish event record (None when the engine has no such type)."""
-    try:
-        from redfleet.health.model import BmcEvent
-    except ImportError:
-        return None
-    fields = {
-        "ts": now, "source": source, "message_id": event.get("MessageId"), "message": event.get("Message") or "",
-        "severity": event.get("MessageSeverity") or event.get("Severity"),
-        "origin": (event.get("OriginOfCondition") or {}).get("@odata.id")
-        if isinstance(event.get("OriginOfCondition"), dict) else event.get("OriginOfCondition"),
-        "raw": event,
-    }
-    try:
-        names = getattr(BmcEvent, "model_fields", None) or getattr(BmcEvent, "__dataclass_fields__", None) or {}
-        if names:
-            fields = {k: v for k, v in fields.items() if k in names}
-        return BmcEvent(**fields)
-    except Exception:  # a shape we do not know: the event is still stored
-        log.debug("cannot build BmcEvent from %r", event, exc_info=True)
-        return None
+    """The engine's BmcEvent from a Redfish event record (push or SSE)."""
+    from redfleet.health.model import BmcEvent
 
-
-def inband_events(events: Iterable[InbandEvent]) -> list[InbandEvent]:
-    return list(events)
+    origin = event.get("OriginOfCondition")
+    if isinstance(origin, dict):
+        origin = origin.get("@odata.id")
+    sev = event.get("MessageSeverity") or event.get("Severity")
+    return BmcEvent(ts=now, message_id=str(event["MessageId"]) if event.get("MessageId") else None,
+                    message=str(event.get("Message") or ""), severity=str(sev) if sev else None,
+                    origin=str(origin) if origin else None,
+                    source={"redfish-sse": "sse", "redfish-push": "redfish-event"}.get(source, source))
 
 
 class Persister:
