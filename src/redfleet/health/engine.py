@@ -222,6 +222,7 @@ class _Node:
         "recovery",
         "refs",
         "scheduled",
+        "seen",
         "since",
         "state",
         "updated",
@@ -258,6 +259,7 @@ class _Node:
         self.updated: float | None = None
         self.history: deque[HealthChange] = deque(maxlen=200)
         self.scheduled = INF
+        self.seen = False  # heard from it in any way (samples, sensors, inventory, events)
         self.dirty = False
 
     def model_of(self, gpu: int | None) -> str | None:
@@ -332,6 +334,9 @@ class HealthEngine:
         caller writes them to the series store itself (or uses ``observe_batch``)."""
         by_metric = self._by_metric
         n = self._nodes.get(node) or self._node(node)
+        if not n.seen:
+            n.seen = True
+            self._mark(n)
         conds = n.conds
         if self._refs:  # thresholds taken from other metrics (NVMe spare threshold): those first
             samples = list(samples)
@@ -372,6 +377,8 @@ class HealthEngine:
             return
         rt = st.rt
         st.last_ts = ts
+        if st.active and rt.rule.action_by_value and value != st.value:
+            self._mark(n)  # the recommended action follows the value
         st.value = value
         model = n.model_of(st.gpu)
         if rt.ctype in ("delta", "rate"):
@@ -615,6 +622,7 @@ class HealthEngine:
     def observe_inventory(self, node: str, inventory: Mapping[str, Any], ts: float) -> None:
         """An inventory (``redfleet.model.inventory`` dump): component Health, GPU models, power state."""
         n = self._node(node)
+        n.seen = True
         comps: dict[str, tuple[str, str, str, float]] = {}
         old = n.comp_health.get("inventory", {})
         kinds = {"fans": "fan", "psus": "psu", "memory": "dimm", "drives": "drive", "gpus": "gpu", "cpus": "cpu",
@@ -746,7 +754,7 @@ class HealthEngine:
         future = [d for d in due if d > now]
         if future:
             self._schedule(n, min(future))
-        if n.bmc_ok is None and n.agent_last is None and not reasons:
+        if n.bmc_ok is None and n.agent_last is None and not n.seen and not reasons:
             new_state = "unknown"
         else:
             new_state = state_of(reasons)
@@ -803,7 +811,8 @@ class HealthEngine:
             if rule.action_by_value:
                 action = rule.action_by_value.get(int(st.value), action)
             fields: dict[str, Any] = dict(st.labels)
-            fields.update(value=st.measure, raw=st.value, threshold=st.thr, gpu=st.gpu,
+            raw: float | int = int(st.value) if float(st.value).is_integer() else st.value
+            fields.update(value=st.measure, raw=raw, threshold=st.thr, gpu=st.gpu,
                           model=n.model_of(st.gpu) or "unknown model", window=_fmt_dur(rt.window),
                           action=action, node=n.name)
             fields["for"] = _fmt_dur(rule.for_)

@@ -76,22 +76,17 @@ class Ring:
         if ts < self.last_ts:  # out of order: older than what we have; keep it out of the rings
             return
         prev_v = self.last_v
+        prev_ts = self.last_ts
         self.last_ts = ts
         self.last_v = value
         step = self.step
         # fine ring: coalesce an unchanged value within a step
-        if value != prev_v or ts - self.stored_ts >= step:
-            self.stored_ts = ts
-            buf = self.buf
-            if len(buf) < 2 * self.cap:
-                buf.append(ts)
-                buf.append(value)
-            else:
-                p = self.pos
-                buf[p] = ts
-                buf[p + 1] = value
-                p += 2
-                self.pos = 0 if p >= 2 * self.cap else p
+        if value != prev_v:
+            if prev_ts > self.stored_ts:  # close the coalesced run: keep its last point
+                self._store(prev_ts, prev_v)
+            self._store(ts, value)
+        elif ts - self.stored_ts >= step:
+            self._store(ts, value)
         # coarse ring: one point per step (the last value seen in it)
         if self.ccap <= 0:
             return
@@ -115,6 +110,19 @@ class Ring:
             cbuf[p + 1] = value
             p += 2
             self.cpos = 0 if p >= 2 * self.ccap else p
+
+    def _store(self, ts: float, value: float) -> None:
+        self.stored_ts = ts
+        buf = self.buf
+        if len(buf) < 2 * self.cap:
+            buf.append(ts)
+            buf.append(value)
+        else:
+            p = self.pos
+            buf[p] = ts
+            buf[p + 1] = value
+            p += 2
+            self.pos = 0 if p >= 2 * self.cap else p
 
     @staticmethod
     def _iter(buf: array, pos: int, cap: int) -> Iterator[tuple[float, float]]:

@@ -1,0 +1,89 @@
+"""The rules YAML: the built-in file, overrides, and errors that name the rule and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from redfleet.health import HealthEngine, RulesError, load_rules, loads_rules, parse_duration
+from redfleet.health.rules import BUILTIN_RULES
+from redfleet.health.testing import EngineDriver
+
+
+def test_builtin_rules_cover_the_catalogue():
+    rules = load_rules(None)
+    ids = {r.id for r in rules}
+    assert len(ids) == len(rules)
+    for needed in ("xid", "gpu-ecc-dbe", "gpu-row-remap-failure", "gpu-retired-pages-dbe", "nvlink-crc-errors",
+                   "gpu-temp-critical", "inlet-temp-high", "fan-failed", "psu-failed", "dimm-ce-storm",
+                   "nvme-critical-warning", "nvme-spare-low", "bmc-unreachable", "agent-silent", "os-hung",
+                   "os-unresponsive", "gpu-missing", "gpu-recovery-action"):
+        assert needed in ids, needed
+    assert HealthEngine().rules == rules
+
+
+def _err(text: str) -> str:
+    with pytest.raises(RulesError) as e:
+        loads_rules(text, origin="my.yaml")
+    return str(e.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("rules:\n- {id: hot, kind: metric, metric: X, condition: {type: delta, value: 3}}",
+     ["my.yaml", "rule 'hot'", "condition", "needs 'window'"]),
+    ("rules:\n- {id: hot, kind: metric, metric: X, condition: {type: threshold, value: 3}, for: 5 minutes}",
+     ["rule 'hot'", "'for'", "not a duration"]),
+    ("rules:\n- {id: hot, kind: metric, metric: X, condition: {type: threshold, valu: 3}}",
+     ["rule 'hot'", "condition.valu", "Extra inputs"]),
+    ("rules:\n- {id: hot, kind: metric, metric: X, condition: {type: threshold, value: 3}, severity: fatal}",
+     ["rule 'hot'", "'severity'", "'info', 'warning' or 'critical'"]),
+    ("rules:\n- {id: ev, kind: event, match: {message: '([unclosed'}}",
+     ["rule 'ev'", "match", "not a valid regular expression"]),
+    ("rules:\n- {id: x1, kind: metrc, metric: X}", ["rule 'x1'", "'kind'", "metric, event, xid"]),
+    ("rules:\n- {kind: metric, metric: X, condition: {type: threshold, value: 1}}", ["rule #1", "'id'"]),
+    ("rules:\n- {id: a, kind: node, condition: {type: agent_silent}}\n- {id: a, kind: node, condition: {type: "
+     "os_state}}", ["rule 'a'", "duplicate id"]),
+    ("rules:\n- {id: Bad Id, kind: node, condition: {type: os_state}}", ["'id'", "pattern"]),
+    ("rules: [\n", ["my.yaml", "not valid YAML"]),
+    ("version: 2\nrules: []", ["unsupported rules version 2"]),
+    ("rules:\n- {id: m, kind: metric, metric: X, condition: {type: threshold, value_by_model: {H100: 3}}}",
+     ["rule 'm'", "'default'"]),
+])
+def test_rule_errors_name_the_rule_and_the_field(text, expected):
+    msg = _err(text)
+    for part in expected:
+        assert part in msg, f"{part!r} not in {msg!r}"
+
+
+def test_user_file_overrides_and_disables_builtin_rules(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text(
+        "version: 1\nrules:\n"
+        "- {id: gpu-temp-critical, kind: metric, metric: DCGM_FI_DEV_GPU_TEMP, for: 0s, severity: critical,\n"
+        "   classification: transient, action: CHECK_COOLING, condition: {type: threshold, op: '>=', value: 70}}\n"
+        "- {id: agent-silent, kind: node, enabled: false, condition: {type: agent_silent}}\n"
+        "- {id: site-power-cap, kind: metric, metric: DCGM_FI_DEV_POWER_USAGE, severity: warning, for: 10s,\n"
+        "   action: INVESTIGATE, condition: {type: threshold, op: '>', value: 650},\n"
+        "   message: 'GPU {gpu} draws {value:.0f} W'}\n")
+    rules = load_rules(f)
+    ids = [r.id for r in rules]
+    assert "agent-silent" not in ids and "site-power-cap" in ids and ids.count("gpu-temp-critical") == 1
+    d = EngineDriver(rules=rules)
+    d.gpu("n", 0.0, DCGM_FI_DEV_GPU_TEMP=72)
+    assert d.reason("n", "gpu-temp-critical") is not None  # the site's stricter limit, at once
+    for t in range(1, 13):
+        d.gpu("n", float(t), gpu=1, DCGM_FI_DEV_POWER_USAGE=700)
+    assert d.reason("n", "site-power-cap").message == "GPU 1 draws 700 W"
+    with pytest.raises(RulesError, match="rules file not found"):
+        load_rules(tmp_path / "nope.yaml")
+
+
+def test_builtin_file_is_valid_yaml_of_version_1():
+    assert BUILTIN_RULES.read_text().count("\nversion: 1") == 1
+
+
+def test_durations():
+    assert parse_duration("90s") == 90 and parse_duration("5m") == 300 and parse_duration("2h") == 7200
+    assert parse_duration("250ms") == 0.25 and parse_duration(12) == 12.0 and parse_duration("1d") == 86400
+    for bad in ("soon", "-5s", -1, True):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
