@@ -61,8 +61,10 @@ class Row:
 
 
 class SimProcess:
-    def __init__(self, nodes: int, port: int, base: str, https: bool, workdir: Path) -> None:
+    def __init__(self, nodes: int, port: int, base: str, https: bool, workdir: Path, latency: str | None = None,
+                 mix: str | None = None) -> None:
         self.nodes, self.port, self.base, self.https = nodes, port, base, https
+        self.latency, self.mix = latency, mix
         self.fleet_file = workdir / f"fleet-{nodes}.yaml"
         self.log = workdir / f"sim-{nodes}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,6 +74,10 @@ class SimProcess:
                str(self.port), "--base-address", self.base, "--fleet-out", str(self.fleet_file), "--seed", "1"]
         if not self.https:
             cmd.append("--http")
+        if self.latency:
+            cmd += ["--latency", self.latency]
+        if self.mix:
+            cmd += ["--mix", self.mix]
         code = "import sys; from redfleet.cli.main import main; sys.argv[0]='redfleet'; main()"
         self.proc = subprocess.Popen([sys.executable, "-c", code, *cmd[3:]], stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -365,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="auth for the sensor pass, the same for every client (inventory always uses sessions)")
     ap.add_argument("--transports", action="store_true", help="also run redfleet over aiohttp (transport choice)")
     ap.add_argument("--https", action="store_true", help="TLS on every simulated BMC (default plain HTTP)")
+    ap.add_argument("--latency", default=None,
+                    help="added BMC latency per request (sim syntax: const:50ms, uniform:20ms-200ms); real BMCs "
+                         "answer in 20-500 ms, the default (none) measures CPU cost alone")
+    ap.add_argument("--mix", default=None, help="fleet make-up for the simulator (e.g. dell=5,hpe=3); "
+                                                  "default every flavor in turn")
     ap.add_argument("--port", type=int, default=18650)
     ap.add_argument("--base-address", default="127.13.128.1")
     ap.add_argument("--quick", action="store_true", help="100 inventories, 1,000 sensor reads, small peer samples")
@@ -392,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                  ("sensors", args.sensor_nodes, args.peer_sample_sensors, args.sensor_auth)]
     with tempfile.TemporaryDirectory(prefix="client-bench-") as tmp:
         total = max(n for w, n, _, _ in work_plan if w not in skip)
-        print(f"starting the simulator with {total} BMCs (separate process)...", flush=True)
-        with SimProcess(total, args.port, args.base_address, args.https, Path(tmp)) as sim:
+        print(f"starting the simulator with {total} BMCs (separate process, latency {args.latency or 'none'})...",
+              flush=True)
+        if args.mix:
+            total = max(total, sum(int(x.split("=")[1]) for x in args.mix.split(",")))
+        with SimProcess(total, args.port, args.base_address, args.https, Path(tmp), args.latency, args.mix) as sim:
             ff = load_fleet_file(sim.fleet_file)
             flavors = {n.name: n.flavor or "?" for n in ff.nodes}
             all_targets = [t for t in targets_from_fleet(ff) if not t.is_ipmi]
