@@ -52,7 +52,7 @@ async def test_fleet_faults_from_the_simulator(tmp_path) -> None:
     assert refused.ok and refused.value.bmc.auth == "basic"  # type: ignore[union-attr]
     healthy = [r for r in results if r.name not in FAULTS]
     assert healthy and all(r.ok for r in healthy)
-    for r in healthy + [refused]:
+    for r in [*healthy, refused]:
         inv = r.value
         assert inv is not None
         expected_gpus = 1 if inv.bmc.vendor == "Dell" else 8
