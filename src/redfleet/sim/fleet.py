@@ -134,6 +134,7 @@ class SimFleet:
         self._order: list[Any] = []  # every node in index order (SimNode or LegacyIpmiNode)
         self._legacy: list[tuple[int, str, str, str, str, int]] = []
         self.ipmi: Any = None
+        self._infos: list[NodeInfo] | None = None
         self._by_name: dict[str, SimNode] = {}
         self._by_addr: dict[str, SimNode] = {}
         self._listeners: dict[int, socket.socket] = {}
@@ -155,7 +156,9 @@ class SimFleet:
     # ---- lookups -------------------------------------------------------------------------------------------
     @property
     def nodes(self) -> list[NodeInfo]:
-        return [self.info(n) for n in self._order]
+        if self._infos is None or len(self._infos) != len(self._order):
+            self._infos = [self.info(n) for n in self._order]
+        return list(self._infos)
 
     @property
     def sim_nodes(self) -> list[SimNode]:
@@ -276,6 +279,7 @@ class SimFleet:
         n.fingerprint = self.certs.ensure(n.index, n.name, n.address, n.cert_generation)
         self.certs.save()
         n.ssl_context = None
+        self._infos = None
         return n.fingerprint
 
     def ssl_context_for(self, n: SimNode) -> Any:
@@ -409,6 +413,7 @@ class SimFleet:
         await self._listen_all()
         if self._legacy:
             await self._start_ipmi()
+        self._infos = None  # the port is known now
         self.started = True
         await self.dynamics.start(self)
         if self.config.control_port is not None:
