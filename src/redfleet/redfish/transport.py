@@ -280,7 +280,9 @@ class FastTransport:
         except TimeoutError as exc:
             raise RequestTimeout(f"no connection within {self.connect_timeout:g} s", bmc=self.base_url) from exc
         except ssl.SSLCertVerificationError as exc:
-            raise TLSError(f"certificate not trusted: {exc.verify_message or exc}", bmc=self.base_url) from exc
+            raise TLSError(
+                f"certificate not trusted: {exc.verify_message or exc} (give --ca-bundle, pin it with --pin, "
+                "or --insecure)", bmc=self.base_url) from exc
         except ssl.SSLError as exc:
             raise TLSError(f"TLS handshake failed: {exc}", bmc=self.base_url) from exc
         except OSError as exc:
