@@ -55,6 +55,14 @@ async def test_flavor_serves_its_tree(flavor, tmp_path):
         assert da["@odata.id"] == db["@odata.id"] == captured["@odata.id"]
         _, da2, _ = await get_json(client, a.bmc_url + sys_path)
         assert da2.get("UUID") == da.get("UUID")
+        # the BMC's own network interface shows the simulated address
+        node = fleet.node(a.name)
+        ips = [v for v, k in tpl.idents.items() if k.ip]
+        if ips:
+            hit = next(p for p in tpl.paths() if "/EthernetInterfaces/" in p and ips[0] in str(tpl.doc(p)))
+            _, nic, _ = await get_json(client, a.bmc_url + hit)
+            assert a.address in str(nic) and ips[0] not in str(nic)
+            assert node.get_doc(hit) == nic
 
 
 async def test_gpu_placement_and_sse(tmp_path):

@@ -136,8 +136,11 @@ class SimNode:
     # ---- identity ------------------------------------------------------------------------------------------
     def ident(self, value: str) -> str:
         kind = self.template.idents.get(value)
-        if kind is not None and kind.host:
-            return derive_host(self.name, value, kind.bmc)
+        if kind is not None:
+            if kind.host:
+                return derive_host(self.name, value, kind.bmc)
+            if kind.ip:
+                return self.address
         return derive(self.fleet.config.seed, self.index, value)
 
     def apply_identity(self, body: bytes, idents: tuple[str, ...]) -> bytes:

@@ -46,6 +46,7 @@ class Res:
 class IdentKind:
     host: bool = False  # HostName/FQDN: replaced by the node name
     bmc: bool = False  # under /Managers: node-00001-bmc
+    ip: bool = False  # the BMC's own IPv4 address (Managers/*/EthernetInterfaces): the node's BMC address
 
 
 @dataclass
@@ -180,8 +181,17 @@ class Template:
         return tpl
 
 
+_IP_KEYS = ("IPv4Addresses", "IPv4StaticAddresses")
+
+
 def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind]]) -> None:
     if isinstance(obj, dict):
+        if path.startswith("/redfish/v1/Managers/") and "/EthernetInterfaces/" in path:
+            for key in _IP_KEYS:
+                for item in obj.get(key) or []:
+                    addr = item.get("Address") if isinstance(item, dict) else None
+                    if isinstance(addr, str) and addr.count(".") == 3 and not addr.startswith(("0.", "127.", "169.254.")):
+                        found.setdefault(addr, ("Address", IdentKind(ip=True)))
         for key, value in obj.items():
             if isinstance(value, str):
                 if is_identity_value(key, value) and value not in found:
