@@ -182,6 +182,7 @@ class Template:
 
 
 _IP_KEYS = ("IPv4Addresses", "IPv4StaticAddresses")
+_NOT_OWN_IP = ("0.", "127.", "169.254.")  # unset, loopback, host-interface link-local
 
 
 def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind]]) -> None:
@@ -190,7 +191,7 @@ def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind
             for key in _IP_KEYS:
                 for item in obj.get(key) or []:
                     addr = item.get("Address") if isinstance(item, dict) else None
-                    if isinstance(addr, str) and addr.count(".") == 3 and not addr.startswith(("0.", "127.", "169.254.")):
+                    if isinstance(addr, str) and addr.count(".") == 3 and not addr.startswith(_NOT_OWN_IP):
                         found.setdefault(addr, ("Address", IdentKind(ip=True)))
         for key, value in obj.items():
             if isinstance(value, str):
