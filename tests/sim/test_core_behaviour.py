@@ -334,3 +334,31 @@ async def test_throttle_latency_and_down(tmp_path):
         node.set_down(False)
         st, _, _ = await get_json(client, a.bmc_url + "/redfish/v1")
         assert st == 200
+
+
+async def test_dell_settings_apply_time_creates_job(tmp_path):
+    async with fleet_and_client(tmp_path, mix={"dell": 1}, base_address="127.10.19.1", time_scale=500.0) as (
+        fleet,
+        client,
+    ):
+        dell = fleet.nodes[0]
+        node = fleet.node(dell.name)
+        bios = dell.bmc_url + DELL_SYS + "/Bios"
+        _, cur, _ = await get_json(client, bios)
+        new = "Disabled" if cur["Attributes"]["SriovGlobalEnable"] == "Enabled" else "Enabled"
+        body = {"Attributes": {"SriovGlobalEnable": new}, "@Redfish.SettingsApplyTime": {"ApplyTime": "OnReset"}}
+        async with client.patch(bios + "/Settings", json=body, headers=AUTH) as r:
+            assert r.status == 202
+            job_url = r.headers["Location"]
+        assert "/Jobs/JID_" in job_url
+        _, jobs, _ = await get_json(client, dell.bmc_url + "/redfish/v1/JobService/Jobs")
+        assert any(m["@odata.id"].endswith(job_url.rsplit("/", 1)[-1]) for m in jobs["Members"])
+        node.reset("ForceRestart")
+        for _ in range(300):
+            if node.power_state == "On":
+                break
+            await asyncio.sleep(0.01)
+        _, cur2, _ = await get_json(client, bios)
+        assert cur2["Attributes"]["SriovGlobalEnable"] == new
+        _, job, _ = await get_json(client, dell.bmc_url + job_url)
+        assert job["JobState"] == "Completed"
