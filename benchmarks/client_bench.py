@@ -366,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-full", action="store_true", help="peers do the whole fleet too (slow)")
     ap.add_argument("--peers", default="sushy,redfish")
     ap.add_argument("--pool", type=int, default=64)
-    ap.add_argument("--concurrency", type=int, default=1024, help="BMCs redfleet works on at once")
+    ap.add_argument("--concurrency", type=int, default=256,
+                    help="BMCs redfleet works on at once (all simulated BMCs share one simulator process: far more "
+                         "than it can serve only queues requests there, and iLO/AMI sessions time out after 30 s)")
     ap.add_argument("--sensor-auth", default="basic", choices=["basic", "session"],
                     help="auth for the sensor pass, the same for every client (inventory always uses sessions)")
     ap.add_argument("--transports", action="store_true", help="also run redfleet over aiohttp (transport choice)")

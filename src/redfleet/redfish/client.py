@@ -392,7 +392,7 @@ class RedfishClient:
         policy = self.retry
         tries = attempts if attempts is not None else policy.attempts
         idempotent = method in IDEMPOTENT
-        relogged = False
+        relogins = 0
         attempt = 0
         while True:
             hdrs = {"Accept": "application/json", "OData-Version": "4.0"}
@@ -433,9 +433,10 @@ class RedfishClient:
                 self.stats["retries"] += 1
                 await asyncio.sleep(policy.delay(attempt - 1, retry_after))
                 continue
-            if status == 401 and auth and self._token and not relogged and self.auth_mode in ("auto", "session"):
-                # Session expired or was deleted on the BMC side: log in again once.
-                relogged = True
+            if status == 401 and auth and self._token and relogins < 2 and self.auth_mode in ("auto", "session"):
+                # Session expired or was deleted on the BMC side (a reset, an idle timeout while this request
+                # waited in a long queue): log in again, at most twice per request.
+                relogins += 1
                 self.stats["relogins"] += 1
                 stale = self._token
                 async with self._login_lock:
