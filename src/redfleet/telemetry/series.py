@@ -3,11 +3,12 @@
 One series per (node, metric, gpu, labels). Each series keeps two tiers so that 10,000 nodes x 8 GPUs x ~20
 metrics at 1 Hz fit in memory:
 
-- a *fine* ring of the last ``capacity`` samples (default 120: two minutes at 1 Hz), where a value equal to the
-  previous stored one is coalesced (a constant counter stores one point per ``coarse_step`` seconds; the latest
-  timestamp is still tracked, so ``latest()`` and ``window()`` see it);
+- a *fine* ring of the last ``capacity`` samples (default 60: one minute at 1 Hz), where a value equal to the
+  previous stored one is coalesced (a constant counter stores one point per minute; the end of a constant run and
+  the latest timestamp are kept, so ``latest()`` and ``window()`` see them);
 - a *coarse* ring of one point per ``coarse_step`` seconds (the last value seen in the step; default 10 s x 60 =
-  ten minutes) that answers windows older than the fine ring reaches.
+  ten minutes; a step whose value did not change adds no point) that answers windows older than the fine ring
+  reaches. Points are a step function: a value holds until the next point.
 
 Rings grow by appending until full (a constant series stays small) and live in ``array('d')`` (16 bytes a point,
 timestamp + value interleaved). ``max_age`` drops points older than that many seconds from query answers.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 LabelsKey = tuple[tuple[str, str], ...]
+KEEPALIVE_STEPS = 6  # an unchanged value is stored again after this many coarse steps (1 min by default)
 
 
 class SampleLike(Protocol):
@@ -58,7 +60,8 @@ class Ring:
     """One series. ``buf``/``cbuf`` hold (ts, value) pairs interleaved; ``pos``/``cpos`` are the next write slots
     once the ring is full."""
 
-    __slots__ = ("buf", "cap", "cbuf", "ccap", "cpos", "last_ts", "last_v", "pos", "step", "stored_ts")
+    __slots__ = ("buf", "cap", "cbkt", "cbuf", "ccap", "cnew", "cpos", "last_ts", "last_v", "pos", "step",
+                 "stored_ts")
 
     def __init__(self, cap: int, ccap: int, step: float) -> None:
         self.buf = array("d")
@@ -68,6 +71,8 @@ class Ring:
         self.step = step
         self.pos = 0
         self.cpos = 0
+        self.cnew = 0  # index of the newest coarse point
+        self.cbkt = float("nan")  # its step number (ts // step)
         self.last_ts = float("-inf")
         self.last_v = float("nan")
         self.stored_ts = float("-inf")  # ts of the newest point stored in the fine ring
@@ -85,38 +90,46 @@ class Ring:
             if prev_ts > self.stored_ts:  # close the coalesced run: keep its last point
                 self._store(prev_ts, prev_v)
             self._store(ts, value)
-        elif ts - self.stored_ts >= step:
+        elif ts - self.stored_ts >= step * KEEPALIVE_STEPS:
             self._store(ts, value)
         # coarse ring: one point per step (the last value seen in it)
-        if self.ccap <= 0:
+        ccap = self.ccap
+        if ccap <= 0:
             return
         cbuf = self.cbuf
-        n = len(cbuf)
-        if n == 0:
-            cbuf.append(ts)
-            cbuf.append(value)
+        b = ts // step
+        if b == self.cbkt:
+            p = self.cnew
+            cbuf[p] = ts
+            cbuf[p + 1] = value
             return
-        full = n >= 2 * self.ccap
-        newest = (self.cpos - 2 if self.cpos else n - 2) if full else n - 2
-        if ts // step == cbuf[newest] // step:
-            cbuf[newest] = ts
-            cbuf[newest + 1] = value
-        elif not full:
+        n = len(cbuf)
+        if n and value == cbuf[self.cnew + 1]:
+            return  # unchanged: the newest coarse point still says it (a step function)
+        self.cbkt = b
+        if n < 2 * ccap:
+            self.cnew = n
             cbuf.append(ts)
             cbuf.append(value)
+            if n + 2 == 2 * ccap:
+                self.cbuf = array("d", cbuf)  # full: drop append's over-allocation
         else:
             p = self.cpos
+            self.cnew = p
             cbuf[p] = ts
             cbuf[p + 1] = value
             p += 2
-            self.cpos = 0 if p >= 2 * self.ccap else p
+            self.cpos = 0 if p >= 2 * ccap else p
 
     def _store(self, ts: float, value: float) -> None:
         self.stored_ts = ts
         buf = self.buf
-        if len(buf) < 2 * self.cap:
+        n = len(buf)
+        if n < 2 * self.cap:
             buf.append(ts)
             buf.append(value)
+            if n + 2 == 2 * self.cap:
+                self.buf = array("d", buf)  # full: drop append's over-allocation
         else:
             p = self.pos
             buf[p] = ts
@@ -154,7 +167,7 @@ class Ring:
 class SeriesStore:
     """In-memory recent history: ``add``/``add_many`` to write, ``window``/``latest`` to read."""
 
-    def __init__(self, capacity: int = 120, coarse_step: float = 10.0, coarse_capacity: int = 60,
+    def __init__(self, capacity: int = 60, coarse_step: float = 10.0, coarse_capacity: int = 60,
                  max_age: float | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"SeriesStore capacity must be >= 1, got {capacity}")
