@@ -1,0 +1,192 @@
+"""The in-band agent: gathers one :class:`~redfleet.model.ingest.IngestBatch` per interval from its collectors
+(NVML or a dcgm-exporter scrape, kernel Xid lines, nvme-cli) and hands it to the :class:`~.pusher.Pusher`.
+
+- Each batch is also the node's heartbeat: it is sent even when a collector fails (the failure becomes an
+  ``agent`` event the first time, not every second).
+- ``gpus_expected`` is the GPU count seen at start (or ``--gpus-expected``); a GPU that falls off the bus drops
+  out of ``gpus``. When the GPU source itself fails, ``gpus`` and ``gpus_expected`` are left empty/unknown rather
+  than reporting every GPU missing.
+- The same Xid usually shows up twice (the kernel line and the NVML event or the DCGM value): with a kernel
+  source configured, an NVML/DCGM Xid event whose (GPU, code) the kernel reported in the last
+  ``XID_DEDUP_S`` seconds is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from typing import Any
+
+import aiohttp
+
+from redfleet.agent.dcgm import DcgmExporterCollector
+from redfleet.agent.kmsg import JournalSource, KmsgSource, bus_key, xid_events
+from redfleet.agent.nvme import NvmeCollector, samples_of
+from redfleet.agent.nvml import NvmlCollector
+from redfleet.agent.pusher import Pusher
+from redfleet.model.ingest import GpuIdentity, InbandEvent, IngestBatch, NvmeReport, Sample
+
+log = logging.getLogger("redfleet.agent")
+
+AGENT_NAME = "redfleet-agent/0.1"
+XID_DEDUP_S = 30.0
+
+
+def host_uptime() -> float | None:
+    try:
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Agent:
+    def __init__(self, node: str | None = None, *, source: str = "nvml", nvml: Any = None,
+                 dcgm_url: str | None = None, kmsg: KmsgSource | None = None, journal: JournalSource | None = None,
+                 nvme: NvmeCollector | None = None, nvme_interval: float = 60.0,
+                 gpus_expected: int | None = None) -> None:
+        if source not in ("nvml", "dcgm-exporter", "none"):
+            raise ValueError(f"source must be nvml, dcgm-exporter or none, not {source!r}")
+        self.node = node or socket.gethostname()
+        self.source = source
+        self.nvml: NvmlCollector | None = NvmlCollector(nvml, gpus_expected=gpus_expected) if source == "nvml" \
+            else None
+        self.dcgm = DcgmExporterCollector(dcgm_url or "http://127.0.0.1:9400/metrics") \
+            if source == "dcgm-exporter" else None
+        self.kmsg = kmsg
+        self.journal = journal
+        self.nvme = nvme
+        self.nvme_interval = nvme_interval
+        self.next_nvme = 0.0
+        self.gpus_expected = gpus_expected
+        self.driver_version: str | None = None
+        self.recent_kernel_xids: deque[tuple[float, int | None, int | None]] = deque(maxlen=256)
+        self.failing: dict[str, str] = {}  # collector -> error, while it fails
+        self.gpus_by_bus: dict[str, int] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self.journal is not None and self.journal.proc is None:
+            await self.journal.start()
+
+    async def close(self) -> None:
+        if self.journal is not None:
+            await self.journal.stop()
+        if self.kmsg is not None:
+            self.kmsg.close()
+        if self.nvml is not None:
+            with contextlib.suppress(Exception):
+                self.nvml.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _fail(self, what: str, error: str | None, now: float, events: list[InbandEvent]) -> None:
+        """Record a collector's state; one ``agent`` event when it starts failing and one when it recovers."""
+        if error is None:
+            if what in self.failing:
+                events.append(InbandEvent(ts=now, kind="agent", message=f"{what} readable again"))
+                del self.failing[what]
+            return
+        if self.failing.get(what) is None:
+            events.append(InbandEvent(ts=now, kind="agent", message=f"{what} failed: {error}"))
+            log.warning("%s failed: %s", what, error)
+        self.failing[what] = error
+
+    async def collect(self, now: float | None = None) -> IngestBatch:
+        now = time.time() if now is None else now
+        samples: list[Sample] = []
+        events: list[InbandEvent] = []
+        gpus: list[GpuIdentity] = []
+        gpus_expected = self.gpus_expected
+        gpu_ok = True
+        source_events: list[InbandEvent] = []
+        if self.nvml is not None:
+            try:
+                s, ev, gpus = await asyncio.to_thread(self.nvml.collect, now)
+                samples += s
+                source_events += ev
+                self.driver_version = self.nvml.driver_version
+                gpus_expected = self.nvml.gpus_expected
+                self.gpus_by_bus = self.nvml.gpus_by_bus
+                self._fail("NVML", None, now, events)
+            except Exception as exc:
+                gpu_ok = False
+                self._fail("NVML", f"{type(exc).__name__}: {exc}", now, events)
+        elif self.dcgm is not None:
+            if self.session is None:
+                self.session = aiohttp.ClientSession()
+            try:
+                scrape, ev = await self.dcgm.collect(self.session, now)
+                samples += scrape.samples
+                source_events += ev
+                gpus = [scrape.gpus[k] for k in sorted(scrape.gpus)]
+                self.driver_version = scrape.driver_version or self.driver_version
+                self.gpus_expected = max(self.gpus_expected or 0, len(gpus)) or None
+                gpus_expected = self.gpus_expected
+                self.gpus_by_bus = {k: g.gpu for g in gpus if (k := bus_key(g.pci_bus_id))}
+                if scrape.hostname and scrape.hostname.split(".")[0] != self.node.split(".")[0]:
+                    self._fail("dcgm-exporter hostname", f"exporter says Hostname={scrape.hostname!r}, "
+                               f"this agent is {self.node!r}", now, events)
+                self._fail("dcgm-exporter", None, now, events)
+            except Exception as exc:
+                gpu_ok = False
+                self._fail("dcgm-exporter", f"{type(exc).__name__}: {exc}", now, events)
+        kernel: list[InbandEvent] = []
+        for src, what in ((self.kmsg, "kernel log"), (self.journal, "journal")):
+            if src is None:
+                continue
+            try:
+                kernel += xid_events(src.read(), self.gpus_by_bus)
+                self._fail(what, None, now, events)
+            except Exception as exc:
+                self._fail(what, f"{type(exc).__name__}: {exc}", now, events)
+        for kev in kernel:
+            self.recent_kernel_xids.append((now, kev.gpu, kev.code))
+        events += kernel
+        if self.kmsg is not None or self.journal is not None:
+            recent = {(g, c) for t, g, c in self.recent_kernel_xids if now - t <= XID_DEDUP_S}
+            source_events = [e for e in source_events if e.kind != "xid" or (e.gpu, e.code) not in recent]
+        events += source_events
+        nvme: list[NvmeReport] = []
+        if self.nvme is not None and now >= self.next_nvme:
+            self.next_nvme = now + self.nvme_interval
+            try:
+                nvme, errors = await self.nvme.collect()
+                for r in nvme:
+                    samples += samples_of(r, now)
+                self._fail("nvme-cli", "; ".join(errors) if errors else None, now, events)
+            except Exception as exc:
+                self._fail("nvme-cli", f"{type(exc).__name__}: {exc}", now, events)
+        return IngestBatch(
+            node=self.node, sent_at=now, agent=AGENT_NAME,
+            source="nvml" if self.source == "nvml" else "dcgm-exporter" if self.source == "dcgm-exporter"
+            else "mixed",
+            os_state="up", uptime_s=host_uptime(), driver_version=self.driver_version,
+            gpus=gpus if gpu_ok else [], gpus_expected=gpus_expected if gpu_ok else None,
+            samples=samples, events=events, nvme=nvme)
+
+    async def run(self, pusher: Pusher, *, interval: float = 1.0, stop: asyncio.Event | None = None,
+                  count: int | None = None) -> int:
+        """Collect and push every ``interval`` seconds until ``stop`` is set (or ``count`` batches)."""
+        await self.start()
+        stop = stop or asyncio.Event()
+        n = 0
+        next_at = time.monotonic()
+        while not stop.is_set() and (count is None or n < count):
+            batch = await self.collect()
+            pusher.submit(batch)
+            next_at += interval
+            await pusher.flush(deadline=next_at)
+            n += 1
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (slow collector or serve): do not try to catch up in a burst
+                next_at = time.monotonic()
+                delay = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return n

@@ -1,0 +1,348 @@
+"""The simulator's in-band side, fed into ``redfleet serve`` through the same ingest protocol as the real agent.
+
+One :class:`~redfleet.model.ingest.IngestBatch` per simulated node per interval, built from the node's in-band
+state: read in-process from ``fleet.dynamics`` when given a running :class:`~redfleet.sim.SimFleet`, or over the
+simulator's control API (``GET /nodes/{n}/inband``) when given its URL.
+
+- GPU fields become samples under their DCGM names; a GPU that fell off the bus (gpu-lost, Xid 79) is absent from
+  ``gpus`` while ``gpus_expected`` keeps the full count; new ``NVRM: Xid`` lines become ``xid`` events (parsed by
+  :mod:`redfleet.agent.kmsg`, so the simulator and the real agent agree).
+- A hung or powered-off host: with ``hung="report"`` (default) the node's batches carry ``os_state`` ``hung`` /
+  ``down`` and no samples (readings would be stale); with ``hung="stop"`` the node sends nothing at all, as a real
+  agent on a hung host would (serve then sees the heartbeat stop).
+- NVMe logs (nvme-cli JSON from the predict DriveModel) ride along every ``nvme_every`` seconds, they are slow
+  to build and change slowly.
+- Scale: batches are serialized with orjson straight from the in-band dict (the receiver validates them) and
+  POSTed over a few keep-alive connections with HTTP/1.1 pipelining (:class:`~.pusher.PipelinedClient`).
+  In-process, the GPU identity labels are read once per node, and ``refresh`` (default: every round) bounds how
+  often each node's DCGM fields are recomputed: the simulator's model costs ~0.2 ms per GPU, so 10,000 nodes
+  exactly at 1 Hz need several cores. With ``refresh=10`` a node's readings are held up to 10 s (batches still go
+  out every interval, as a dcgm-exporter scraped faster than its own collection interval answers with held
+  values), but any change of the node's fault set, Xid lines, power or boot state recomputes them at once, so a
+  fault is never delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from redfleet.agent.fields import NVME_METRICS
+from redfleet.agent.kmsg import bus_key, parse_dmesg_line, xid_event
+from redfleet.agent.pusher import PipelinedClient, ingest_url
+
+log = logging.getLogger("redfleet.agent.simfeed")
+
+Doc = dict[str, Any]
+TokenSpec = str | Mapping[str, str] | Callable[[str], str]
+SIM_AGENT = "redfleet-sim"
+
+
+@dataclass
+class TickStats:
+    nodes: int = 0  # batches built
+    sent: int = 0  # accepted (2xx)
+    failed: int = 0  # transport errors or non-2xx
+    skipped: int = 0  # hung/down nodes with hung="stop"
+    samples: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def _token_fn(token: TokenSpec) -> Callable[[str], str]:
+    if isinstance(token, str):
+        return lambda _n: token
+    if isinstance(token, Mapping):
+        return lambda n: token[n]
+    return token
+
+
+class NodeFeedState:
+    __slots__ = ("bus_to_gpu", "fields", "fields_at", "labels", "last_nvme", "seen_xids", "sig")
+
+    def __init__(self) -> None:
+        self.seen_xids: set[str] = set()
+        self.last_nvme = -1e18
+        self.bus_to_gpu: dict[str, int] = {}  # remembered, so an Xid of a GPU gone from the bus still names it
+        self.labels: dict[int, Doc] = {}  # per GPU: static identity labels (UUID, bus, model), read once
+        self.fields: dict[int, Doc | None] | None = None  # last computed DCGM fields per GPU (None: off the bus)
+        self.fields_at = -1e18
+        self.sig: tuple[Any, ...] | None = None
+
+
+def batch_from_inband(doc: Doc, state: NodeFeedState, now: float, *, nvme: bool = True,
+                      hung: str = "report") -> Doc | None:
+    """One batch (as a dict in IngestBatch's shape) from an in-band document; None when the node sends nothing."""
+    os_state = doc.get("os_state") or "up"
+    silent = os_state in ("hung", "down")
+    if silent and hung == "stop":
+        return None
+    gpus: list[Doc] = []
+    samples: list[Doc] = []
+    by_bus = state.bus_to_gpu
+    if not silent:
+        for g in doc.get("gpus") or ():
+            idx = int(g["gpu"])
+            gpus.append({"gpu": idx, "uuid": g.get("UUID"), "pci_bus_id": g.get("pci_bus_id"),
+                         "model": g.get("modelName")})
+            k = bus_key(g.get("pci_bus_id"))
+            if k:
+                by_bus[k] = idx
+            samples.extend([{"metric": k, "value": v, "ts": now, "gpu": idx}
+                            for k, v in (g.get("fields") or {}).items()])
+    events: list[Doc] = []
+    lines = doc.get("xid_lines") or ()
+    if lines:
+        current = set(lines)
+        for line in lines:
+            if line in state.seen_xids:
+                continue
+            rec = parse_dmesg_line(line, 0.0)
+            ev = xid_event(rec.message if rec else line, now, by_bus, raw=line)
+            if ev is not None:
+                events.append(ev.model_dump())
+        state.seen_xids = current
+    nvme_reports: list[Doc] = []
+    if nvme and not silent and doc.get("nvme"):
+        for d in doc["nvme"]:
+            nvme_reports.append({k: d.get(k) for k in ("device", "serial", "model", "firmware", "smart", "ocp_c0h",
+                                                       "raw")})
+            smart = d.get("smart") or {}
+            dev = str(d.get("device", "")).rsplit("/", 1)[-1]
+            for key, metric in NVME_METRICS.items():
+                v = smart.get(key)
+                if isinstance(v, int | float):
+                    samples.append({"metric": metric, "value": v - 273 if key == "temperature" else v, "ts": now,
+                                    "labels": {"device": dev}})
+    return {
+        "protocol": 1, "node": doc["node"], "sent_at": now, "agent": SIM_AGENT, "source": "sim",
+        "os_state": os_state, "uptime_s": doc.get("uptime_s"), "driver_version": doc.get("driver_version"),
+        "gpus": gpus, "gpus_expected": doc.get("gpus_expected"), "samples": samples, "events": events,
+        "nvme": nvme_reports,
+    }
+
+
+class SimFeeder:
+    """Feeds ``serve`` (``server``: its base URL) with one batch per simulated node per ``interval``.
+
+    Source: ``fleet`` (a started SimFleet, read in-process) or ``control`` (the simulator's control API URL).
+    ``token``: one bearer token for every node, a {node: token} mapping, or a function node → token.
+    ``refresh``: seconds a node's DCGM fields may be held in-process while its fault state is unchanged (see the
+    module docstring); default: recomputed every round.
+    """
+
+    def __init__(self, server: str, token: TokenSpec, *, fleet: Any = None, control: str | None = None,
+                 nodes: list[str] | None = None, interval: float = 1.0, nvme_every: float = 60.0,
+                 hung: str = "report", connections: int = 8, depth: int = 64, timeout: float = 10.0,
+                 control_concurrency: int = 32, refresh: float | None = None) -> None:
+        if (fleet is None) == (control is None):
+            raise ValueError("give either fleet (in-process) or control (the simulator's control API URL)")
+        if hung not in ("report", "stop"):
+            raise ValueError(f"hung must be 'report' or 'stop', not {hung!r}")
+        self.url = ingest_url(server)
+        self.token = _token_fn(token)
+        self.fleet = fleet
+        self.control = control.rstrip("/") if control else None
+        self.nodes = nodes
+        self.interval = interval
+        self.refresh = refresh or 0.0  # 0: recomputed every round
+        self.nvme_every = nvme_every
+        self.hung = hung
+        self.client = PipelinedClient(self.url, connections=connections, depth=depth, timeout=timeout)
+        self.state: dict[str, NodeFeedState] = {}
+        self.control_concurrency = control_concurrency
+        self.session: aiohttp.ClientSession | None = None
+        self.totals = TickStats()
+        self.ticks = 0
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def __aenter__(self) -> SimFeeder:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- reading the simulator ---------------------------------------------------------------------------------
+    def node_names(self) -> list[str]:
+        if self.nodes is not None:
+            return self.nodes
+        if self.fleet is not None:
+            return [n.name for n in self.fleet.nodes]
+        return []
+
+    async def _control_names(self) -> list[str]:
+        assert self.session is not None
+        async with self.session.get(f"{self.control}/nodes") as resp:
+            resp.raise_for_status()
+            doc = await resp.json()
+        items = doc if isinstance(doc, list) else doc.get("nodes", doc.get("Members", []))
+        return [n["name"] if isinstance(n, dict) else str(n) for n in items]
+
+    def _local_doc(self, name: str, st: NodeFeedState, wall: float, with_nvme: bool) -> Doc:
+        """The node's in-band document, as :func:`redfleet.sim.inband.inband_json` builds it, with the GPU labels
+        cached and the fields held up to ``refresh`` seconds while nothing about the node's faults changed."""
+        from redfleet.sim.inband import DRIVER_VERSION, gpu_fields, gpu_labels, nvme_drives
+
+        fd = self.fleet.dynamics
+        if fd is None or not hasattr(fd, "node"):
+            raise RuntimeError("the SimFleet has no dynamic side (start it with dynamics enabled)")
+        nd = fd.node(name)
+        t = nd.now()
+        state = nd.os_state(t)
+        xids = nd.xids
+        sig = (nd.node.power_state, nd.boot_at, tuple(id(f) for f in nd.faults), len(xids) if xids else 0,
+               xids[-1] if xids else None, state)
+        gpus_ix = nd.flv.ix.gpus
+        if st.fields is None or sig != st.sig or wall - st.fields_at >= self.refresh:
+            first = st.fields is None
+            st.fields = {g.index: gpu_fields(nd, g.index, t) for g in gpus_ix} \
+                if state in ("up", "booting", "hung") else {}
+            # the first time, nodes start at spread-out points of their hold window: no fleet-wide recompute burst
+            st.fields_at = wall - (zlib.crc32(name.encode()) % 1000) / 1000.0 * self.refresh if first else wall
+            st.sig = sig
+        gpus: list[Doc] = []
+        for g in gpus_ix:
+            f = st.fields.get(g.index)
+            if f is None:
+                continue
+            lab = st.labels.get(g.index)
+            if lab is None:
+                lab = st.labels[g.index] = gpu_labels(nd, g.index)
+            gpus.append({**lab, "fields": f})
+        return {
+            "node": name, "os_state": state, "power_state": nd.node.power_state,
+            "uptime_s": None if nd.boot_at is None or state == "down" else round(max(0.0, t - nd.boot_at), 1),
+            "driver_version": DRIVER_VERSION if gpus_ix else None, "gpus": gpus, "gpus_expected": len(gpus_ix),
+            "xid_lines": list(xids or ()), "nvme": nvme_drives(nd, t) if with_nvme else [],
+            "stale": state == "hung",
+        }
+
+    def _learn_buses(self, name: str, st: NodeFeedState) -> None:
+        with contextlib.suppress(Exception):
+            for g in self.fleet.dynamics.node(name).flv.ix.gpus:
+                st.bus_to_gpu[f"0000:{int(g.pci_bus):02x}:00"] = int(g.index)
+
+    async def _inband_remote(self, name: str, with_nvme: bool, sem: asyncio.Semaphore) -> Doc | None:
+        assert self.session is not None
+        async with sem:
+            try:
+                async with self.session.get(f"{self.control}/nodes/{name}/inband") as resp:
+                    if resp.status != 200:
+                        return None
+                    return await resp.json(loads=orjson.loads)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("in-band state of %s: %s", name, exc)
+                return None
+
+    # ---- one round ---------------------------------------------------------------------------------------------
+    async def build(self, now: float | None = None) -> list[tuple[str, Doc]]:
+        """The batches of one round (node name, batch dict)."""
+        now = time.time() if now is None else now
+        out: list[tuple[str, Doc]] = []
+        if self.fleet is not None:
+            names = self.node_names()
+        else:
+            if self.session is None:
+                self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            names = self.nodes or await self._control_names()
+        docs: list[tuple[str, Doc | None, bool]] = []
+        if self.fleet is not None:
+            for name in names:
+                st = self.state.get(name)
+                if st is None:
+                    st = self.state[name] = NodeFeedState()
+                    self._learn_buses(name, st)
+                with_nvme = now - st.last_nvme >= self.nvme_every
+                docs.append((name, self._local_doc(name, st, now, with_nvme), with_nvme))
+        else:
+            sem = asyncio.Semaphore(self.control_concurrency)
+            flags = []
+            for name in names:
+                st = self.state.setdefault(name, NodeFeedState())
+                flags.append(now - st.last_nvme >= self.nvme_every)
+            got = await asyncio.gather(*(self._inband_remote(n, f, sem) for n, f in zip(names, flags, strict=True)))
+            docs = [(n, d, f) for n, d, f in zip(names, got, flags, strict=True)]
+        for name, doc, with_nvme in docs:
+            if doc is None:
+                continue
+            st = self.state[name]
+            b = batch_from_inband(doc, st, now, nvme=with_nvme, hung=self.hung)
+            if with_nvme and doc.get("nvme"):
+                st.last_nvme = now
+            if b is not None:
+                out.append((name, b))
+        return out
+
+    async def tick(self, now: float | None = None) -> TickStats:
+        t0 = time.perf_counter()
+        batches = await self.build(now)
+        st = TickStats(nodes=len(batches))
+        n_all = len(self.state)
+        st.skipped = max(0, n_all - len(batches)) if self.hung == "stop" else 0
+        items: list[tuple[bytes, str]] = []
+        for name, b in batches:
+            st.samples += len(b["samples"])
+            st.events += len(b["events"])
+            items.append((orjson.dumps(b), self.token(name)))
+        statuses = await self.client.post_many(items)
+        for s in statuses:
+            st.statuses[s] = st.statuses.get(s, 0) + 1
+            if 200 <= s < 300:
+                st.sent += 1
+            else:
+                st.failed += 1
+        st.seconds = time.perf_counter() - t0
+        self._account(st)
+        return st
+
+    def _account(self, st: TickStats) -> None:
+        self.ticks += 1
+        t = self.totals
+        t.nodes += st.nodes
+        t.sent += st.sent
+        t.failed += st.failed
+        t.skipped += st.skipped
+        t.samples += st.samples
+        t.events += st.events
+        t.seconds += st.seconds
+        for k, v in st.statuses.items():
+            t.statuses[k] = t.statuses.get(k, 0) + v
+
+    async def run(self, stop: asyncio.Event | None = None, *, rounds: int | None = None) -> TickStats:
+        """Tick every ``interval`` seconds until ``stop`` is set (or ``rounds`` rounds); returns the totals.
+        A round that takes longer than the interval is followed at once by the next (no burst catch-up)."""
+        stop = stop or asyncio.Event()
+        next_at = time.monotonic()
+        n = 0
+        while not stop.is_set() and (rounds is None or n < rounds):
+            try:
+                st = await self.tick()
+                if st.failed:
+                    log.warning("simfeed: %d of %d batches not accepted (%s; last transport error: %s)",
+                                st.failed, st.nodes, st.statuses, self.client.last_error)
+            except Exception:
+                log.exception("simfeed round failed")
+            n += 1
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                next_at = time.monotonic()
+                delay = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return self.totals
