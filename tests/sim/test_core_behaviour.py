@@ -362,3 +362,19 @@ async def test_dell_settings_apply_time_creates_job(tmp_path):
         assert cur2["Attributes"]["SriovGlobalEnable"] == new
         _, job, _ = await get_json(client, dell.bmc_url + job_url)
         assert job["JobState"] == "Completed"
+
+
+async def test_password_change_applies_to_that_bmc(tmp_path):
+    async with fleet_and_client(tmp_path, mix={"dell": 2}, base_address="127.10.22.1") as (fleet, client):
+        a, b = fleet.nodes
+        acct = a.bmc_url + "/redfish/v1/AccountService/Accounts/2"
+        async with client.patch(acct, json={"Password": "n3w-secret"}, headers=AUTH) as r:
+            assert r.status == 200
+            assert (await r.json())["Password"] is None
+        st, _, _ = await get_json(client, a.bmc_url + DELL_SYS)
+        assert st == 401
+        new = {"Authorization": "Basic " + base64.b64encode(b"root:n3w-secret").decode()}
+        st, _, _ = await get_json(client, a.bmc_url + DELL_SYS, headers=new)
+        assert st == 200
+        st, _, _ = await get_json(client, b.bmc_url + DELL_SYS)  # other BMCs keep the fleet password
+        assert st == 200

@@ -136,7 +136,7 @@ class FastProtocol(asyncio.Protocol):
             if token is not None:
                 if node.session_by_token(token.decode("latin-1")) is None:
                     return False
-            elif headers.get(b"authorization") != self._fleet.basic_header:
+            elif node.password is not None or headers.get(b"authorization") != self._fleet.basic_header:
                 return False
         canon = node.resolve(path)
         return canon is not None and node.visible(canon)

@@ -210,8 +210,9 @@ class SimFleet:
         port = "" if self.port == default else f":{self.port}"
         return f"{scheme}://{n.address}{port}"
 
-    def check_credentials(self, user: str, password: str) -> bool:
-        return user == self.config.user and password == self.config.password
+    def check_credentials(self, user: str, password: str, node: SimNode | None = None) -> bool:
+        expected = node.password if node is not None and node.password is not None else self.config.password
+        return user == self.config.user and password == expected
 
     def fleet_file(self) -> FleetFile:
         cred = Credential(username=self.config.user, password=self.config.password)

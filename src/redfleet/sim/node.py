@@ -98,6 +98,7 @@ class SimNode:
         self.down = False  # listener closed (Manager.Reset, bmc-down)
         self._down_reasons: set[str] = set()
         self.slow: LatencySpec | None = None
+        self.password: str | None = None  # set when a client changed the account's password on this BMC
         self.refuse_sessions = False  # fault: POST to Sessions answers 503 as a full table does
         self.bad_json: float | None = None  # fault: this fraction of JSON bodies is served truncated
         self.throttle_status = 0

@@ -128,7 +128,7 @@ class RedfishHandler:
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 return self._unauthorized()
-            if self.fleet.check_credentials(user, password):
+            if self.fleet.check_credentials(user, password, node):
                 return None
         return self._unauthorized()
 
@@ -342,6 +342,13 @@ class RedfishHandler:
         if problems:
             return problems[0]
         changes = {k: v for k, v in body.items() if not k.startswith("@")}
+        if "Password" in changes and current.get("@odata.type", "").startswith("#ManagerAccount."):
+            password = changes.pop("Password")
+            if not isinstance(password, str) or not password:
+                return error_response(400, "PropertyValueTypeError", "<hidden>", "Password")
+            if current.get("UserName") == self.fleet.config.user:
+                node.password = password  # the fleet's account on this BMC: new credentials from now on
+            node.bump(canon)
         if changes:
             node.update_doc(canon, changes)
         doc = node.render_doc(canon) or {}
@@ -471,7 +478,7 @@ class RedfishHandler:
         user, password = body.get("UserName"), body.get("Password")
         if not isinstance(user, str) or not isinstance(password, str):
             return error_response(400, "CreateFailedMissingReqProperties", "UserName" if not user else "Password")
-        if not self.fleet.check_credentials(user, password):
+        if not self.fleet.check_credentials(user, password, node):
             return error_response(401, "ResourceAtUriUnauthorized", node.facts.session_collection, "Unauthorized",
                                   headers={"WWW-Authenticate": 'Basic realm="RedfishService"'})
         s = None if node.refuse_sessions else node.new_session(user)
