@@ -223,6 +223,7 @@ class _Collector:
     def __init__(self, client: RedfishClient) -> None:
         self.c = client
         self.warnings: list[str] = []
+        self.chassis_pcie_ids: set[str] = set()
 
     async def guard(self, label: str, coro: Awaitable[Any], default: Any) -> Any:
         try:
@@ -273,6 +274,7 @@ class _Collector:
         # Chassis first: their (multi-level expanded) PCIe device collections fill the cache that the systems'
         # PCIeDevices link arrays (same devices, often) are then served from.
         per_chassis = await asyncio.gather(*(self.chassis_parts(ch) for ch in chassis))
+        self.chassis_pcie_ids = {str(d.get("Id")) for parts in per_chassis for d, _ in parts["pcie"] if d.get("Id")}
         per_system = await asyncio.gather(*(self.system_parts(s) for s in systems))
         extra: list[GpuCandidate] = []
         for q in c.quirks:
@@ -322,15 +324,14 @@ class _Collector:
     # --------------------------------------------------------------------------------------------------------
     async def system_parts(self, system: dict[str, Any]) -> dict[str, Any]:
         sid = U.odata_id(system) or "?"
-        processors, memory, storage, simple, interfaces, pcie = await asyncio.gather(
+        processors, memory, storage, interfaces, pcie = await asyncio.gather(
             self.guard(f"{sid} Processors", self.members(system, "Processors"), []),
             self.guard(f"{sid} Memory", self.members(system, "Memory"), []),
             self.guard(f"{sid} Storage", self.members(system, "Storage"), []),
-            self.guard(f"{sid} SimpleStorage", self.members(system, "SimpleStorage"), []),
             self.guard(f"{sid} EthernetInterfaces", self.members(system, "EthernetInterfaces"), []),
-            self.guard(f"{sid} PCIeDevices", self.pcie_of(system), []),
+            self.guard(f"{sid} PCIeDevices", self.pcie_of(system, skip_ids=self.chassis_pcie_ids), []),
         )
-        drives = await self.guard(f"{sid} Drives", self.storage_drives(storage, simple), [])
+        drives = await self.guard(f"{sid} Drives", self.storage_drives(storage, system), [])
         # Functions of GPU processors (PCI IDs), fetched only when linked.
         proc_functions: dict[str, list[dict[str, Any]]] = {}
         gpu_procs = [p for p in processors if str(p.get("ProcessorType") or "").upper() == "GPU"]
@@ -345,9 +346,18 @@ class _Collector:
         return {"processors": processors, "memory": memory, "drives": drives, "interfaces": interfaces,
                 "pcie": pcie, "proc_functions": proc_functions}
 
-    async def pcie_of(self, res: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    async def pcie_of(
+        self, res: dict[str, Any], skip_ids: set[str] | None = None
+    ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """PCIe devices linked from a System (``PCIeDevices`` links array or collection) or a Chassis, each with
-        its functions (``PCIeFunctions`` collection, or ``Links.PCIeFunctions`` on older services)."""
+        its functions (``PCIeFunctions`` collection, or ``Links.PCIeFunctions`` on older services).
+
+        ``skip_ids``: a System's links array often repeats the chassis' devices under another URI (iDRAC lists
+        each device under both): devices whose Id was already read from a chassis are not fetched again."""
+        value = res.get("PCIeDevices")
+        if skip_ids and isinstance(value, list):
+            value = [v for v in value if (U.odata_id(v) or "").rsplit("/", 1)[-1] not in skip_ids]
+            res = {**res, "PCIeDevices": value}
         # Devices and their functions in one answer where the BMC expands 3 levels (collection, device,
         # functions collection, function); otherwise the functions are fetched per device.
         devices = await self.members(res, "PCIeDevices", levels=3)
@@ -368,15 +378,14 @@ class _Collector:
 
         return list(await asyncio.gather(*(with_functions(d) for d in devices)))
 
-    async def storage_drives(
-        self, storage: list[dict[str, Any]], simple: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    async def storage_drives(self, storage: list[dict[str, Any]], system: dict[str, Any]) -> list[dict[str, Any]]:
         drives: list[dict[str, Any]] = []
         lists = await asyncio.gather(*(self.members(st, "Drives") for st in storage))
         for lst in lists:
             drives.extend(lst)
         if not drives:
-            # Older services: SimpleStorage.Devices (no per-drive resource).
+            # Older services: SimpleStorage.Devices (no per-drive resource); read only when Storage had none.
+            simple = await self.guard("SimpleStorage", self.members(system, "SimpleStorage"), [])
             for ss in simple:
                 base = U.odata_id(ss) or ""
                 for i, dev in enumerate(ss.get("Devices") or []):
