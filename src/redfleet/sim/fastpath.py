@@ -15,6 +15,9 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 import httptools
+import orjson
+
+from redfleet.sim.errors import error_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from redfleet.sim.fleet import SimFleet
@@ -150,7 +153,7 @@ class FastProtocol(asyncio.Protocol):
         canon = node.resolve(path)
         out = node.render_bytes(canon) if canon is not None else None
         if out is None:
-            body = b'{"error":{"code":"Base.1.8.ResourceMissingAtURI","message":"The resource was not found."}}'
+            body = orjson.dumps(error_body("ResourceMissingAtURI", path))
             return self._response(b"404 Not Found", body, b"application/json;charset=utf-8", None, method)
         body, ctype = out
         etag = node.etag(canon).encode() if ctype.startswith("application/json") else None  # type: ignore[arg-type]
