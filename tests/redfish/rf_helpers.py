@@ -1,18 +1,14 @@
-"""Fixtures for the Redfish client tests: every captured tree served by the static mock BMC and, when the
+"""Helpers for the Redfish client tests: every captured tree served by the static mock BMC and, when the
 simulator is importable, by the simulator's mockup mode. Addresses: 127.13.0.0/16 (this area's block)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from redfleet.paths import mockups_dir
 
@@ -54,6 +50,3 @@ async def serve_tree(tree: Path, server: str) -> AsyncIterator[str]:
         await fleet_cm.__aexit__(None, None, None)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="redfleet")

@@ -7,8 +7,8 @@ import json
 import logging
 
 import pytest
+from rf_helpers import MOCKUPS, next_address
 
-from conftest import MOCKUPS, next_address
 from redfleet.paths import mockups_dir
 from redfleet.redfish import (
     RedfishClient,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from rf_helpers import MOCKUPS, next_address
 
-from conftest import MOCKUPS, next_address
 from redfleet.paths import mockups_dir
 from redfleet.redfish import RedfishClient, RetryPolicy, Timeouts, collect_inventory
 from redfleet.redfish.errors import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from mockup_oracle import Tree
+from rf_helpers import MOCKUPS, serve_tree
 
-from conftest import MOCKUPS, serve_tree
 from redfleet.model.inventory import TOP_LEVEL_KEYS, Inventory
 from redfleet.paths import mockups_dir
 from redfleet.redfish import RedfishClient, collect_inventory, read_sensors
