@@ -111,8 +111,8 @@ def _bump(levels: dict[str, int], value: str) -> str:
 
 
 class _MetricRT:
-    __slots__ = ("by_model", "clear", "clear_by_model", "ctype", "label_res", "op", "per", "ref", "rule", "value",
-                 "window")
+    __slots__ = ("by_model", "cache", "clear", "clear_by_model", "ctype", "label_res", "op", "per", "ref", "rid",
+                 "rule", "stateless", "static_thr", "value", "window")
 
     def __init__(self, rule: MetricRule) -> None:
         c = rule.condition
@@ -127,6 +127,10 @@ class _MetricRT:
         self.per = c.per
         self.label_res = [(k, re.compile(v)) for k, v in rule.labels.items()]
         self.ref = c.value_metric
+        self.rid = rule.id
+        self.stateless = c.type in ("threshold", "equals")  # no state kept while the value is fine
+        self.static_thr = c.value if self.by_model is None else None
+        self.cache: dict[str | None, float] = {}
 
     @staticmethod
     def _models(d: dict[str, float] | None) -> list[tuple[str, float]] | None:
@@ -150,8 +154,13 @@ class _MetricRT:
     def threshold(self, model: str | None, ref: float | None = None) -> float:
         if ref is not None:
             return ref
-        v = self._pick(self.by_model, self.value, model)
-        return 0.0 if v is None else v
+        if self.static_thr is not None:
+            return self.static_thr
+        t = self.cache.get(model)
+        if t is None:
+            v = self._pick(self.by_model, self.value, model)
+            t = self.cache[model] = 0.0 if v is None else v
+        return t
 
     def clear_threshold(self, model: str | None) -> float | None:
         return self._pick(self.clear_by_model, self.clear, model)
@@ -205,6 +214,7 @@ class _Node:
         "boot_ts",
         "bus_gpu",
         "comp_health",
+        "cond_rules",
         "conds",
         "dirty",
         "gpu_model",
@@ -248,6 +258,7 @@ class _Node:
         self.gpus_present: set[int] | None = None
         self.gpus_idx_known = True
         self.conds: dict[tuple[str, int | None, LabelsKey], _Cond] = {}
+        self.cond_rules: dict[str, int] = {}  # rule id -> how many conds it has on this node
         self.xids: deque[_Xid] = deque(maxlen=XID_MAX)
         self.recovery: dict[int | None, tuple[int, float]] = {}
         self.refs: dict[tuple[str, int | None, LabelsKey], float] = {}
@@ -344,26 +355,46 @@ class HealthEngine:
             for s in samples:
                 if s.metric in refs:
                     n.refs[(s.metric, s.gpu, labels_key(s.labels))] = float(s.value)
+        with_state = n.cond_rules
+        gpu_model, node_model = n.gpu_model, n.node_model
         for s in samples:
             rts = by_metric.get(s.metric)
             if rts is None:
                 continue
-            labels = s.labels or {}
+            labels = s.labels
             lk = labels_key(labels) if labels else ()
             gpu = s.gpu
             value = float(s.value)
-            ts = float(s.ts)
             for rt in rts:
-                if rt.label_res and not rt.labels_match(labels):
+                if rt.label_res and not rt.labels_match(labels or {}):
                     continue
-                key = (rt.rule.id, gpu, lk)
+                if rt.stateless and rt.rid not in with_state:  # fast path: a fine value, nothing kept
+                    ref = n.refs.get((rt.ref, gpu, lk)) if rt.ref else None
+                    if not rt.op(value, rt.threshold(gpu_model.get(gpu, node_model) if gpu is not None
+                                                     else node_model, ref)):
+                        continue
+                key = (rt.rid, gpu, lk)
                 st = conds.get(key)
                 if st is None:
                     ref = n.refs.get((rt.ref, gpu, lk)) if rt.ref else None
-                    if rt.ctype in ("threshold", "equals") and not rt.op(value, rt.threshold(n.model_of(gpu), ref)):
+                    if rt.stateless and not rt.op(value, rt.threshold(n.model_of(gpu), ref)):
                         continue  # healthy and no state yet: nothing to keep
-                    st = conds[key] = _Cond(rt, gpu, labels, self._component(rt.rule, gpu, labels))
-                self._on_sample(n, st, value, ts)
+                    st = conds[key] = _Cond(rt, gpu, labels or {}, self._component(rt.rule, gpu, labels or {}))
+                    with_state[rt.rid] = with_state.get(rt.rid, 0) + 1
+                elif st.prev == value and not st.active and not st.incs:  # unchanged counter: nothing to do
+                    if s.ts > st.last_ts:
+                        st.last_ts = float(s.ts)
+                    continue
+                self._on_sample(n, st, value, float(s.ts))
+
+    @staticmethod
+    def _drop_cond(n: _Node, key: tuple[str, int | None, LabelsKey]) -> None:
+        if n.conds.pop(key, None) is not None:
+            left = n.cond_rules.get(key[0], 0) - 1
+            if left > 0:
+                n.cond_rules[key[0]] = left
+            else:
+                n.cond_rules.pop(key[0], None)
 
     def _component(self, rule: MetricRule, gpu: int | None, labels: Mapping[str, str]) -> str:
         if rule.component_label:
@@ -435,8 +466,8 @@ class HealthEngine:
                 if ts - st.false_since >= rt.rule.clear_for:
                     st.active = False
                     self._mark(n)
-            if not st.active and rt.ctype in ("threshold", "equals"):
-                n.conds.pop((rt.rule.id, st.gpu, labels_key(st.labels)), None)
+            if not st.active and rt.stateless:
+                self._drop_cond(n, (rt.rid, st.gpu, labels_key(st.labels)))
 
     # --- events -------------------------------------------------------------------------------------------------
     def observe_event(self, node: str, event: Any) -> None:
@@ -804,8 +835,8 @@ class HealthEngine:
                     st.active = False
                     due.append(st.last_ts + rule.for_)
             if not st.active:
-                if rt.ctype in ("threshold", "equals") and st.true_since is None and key in n.conds:
-                    n.conds.pop(key, None)
+                if rt.stateless and st.true_since is None:
+                    self._drop_cond(n, key)
                 continue
             action = rule.action
             if rule.action_by_value:

@@ -78,23 +78,32 @@ class Ring:
         self.stored_ts = float("-inf")  # ts of the newest point stored in the fine ring
 
     def add(self, value: float, ts: float) -> None:
-        if ts < self.last_ts:  # out of order: older than what we have; keep it out of the rings
+        last_ts = self.last_ts
+        if ts < last_ts:  # out of order: older than what we have; keep it out of the rings
             return
         prev_v = self.last_v
-        prev_ts = self.last_ts
         self.last_ts = ts
         self.last_v = value
         step = self.step
-        # fine ring: coalesce an unchanged value within a step
+        # fine ring: coalesce an unchanged value (stored again once a minute)
         if value != prev_v:
-            if prev_ts > self.stored_ts:  # close the coalesced run: keep its last point
-                self._store(prev_ts, prev_v)
-            self._store(ts, value)
+            if last_ts > self.stored_ts:  # close the coalesced run: keep its last point
+                self._store(last_ts, prev_v)
+            self.stored_ts = ts
+            buf = self.buf
+            n = len(buf)
+            if n >= 2 * self.cap:  # full: overwrite the oldest
+                p = self.pos
+                buf[p] = ts
+                buf[p + 1] = value
+                p += 2
+                self.pos = 0 if p >= n else p
+            else:
+                self._store(ts, value)
         elif ts - self.stored_ts >= step * KEEPALIVE_STEPS:
             self._store(ts, value)
         # coarse ring: one point per step (the last value seen in it)
-        ccap = self.ccap
-        if ccap <= 0:
+        if self.ccap <= 0:
             return
         cbuf = self.cbuf
         b = ts // step
@@ -107,11 +116,12 @@ class Ring:
         if n and value == cbuf[self.cnew + 1]:
             return  # unchanged: the newest coarse point still says it (a step function)
         self.cbkt = b
-        if n < 2 * ccap:
+        ccap2 = 2 * self.ccap
+        if n < ccap2:
             self.cnew = n
             cbuf.append(ts)
             cbuf.append(value)
-            if n + 2 == 2 * ccap:
+            if n + 2 == ccap2:
                 self.cbuf = array("d", cbuf)  # full: drop append's over-allocation
         else:
             p = self.cpos
@@ -119,7 +129,7 @@ class Ring:
             cbuf[p] = ts
             cbuf[p + 1] = value
             p += 2
-            self.cpos = 0 if p >= 2 * ccap else p
+            self.cpos = 0 if p >= ccap2 else p
 
     def _store(self, ts: float, value: float) -> None:
         self.stored_ts = ts
@@ -207,7 +217,7 @@ class SeriesStore:
             ring = per.get(key)
             if ring is None:
                 ring = per[key] = Ring(cap, ccap, step)
-            ring.add(float(s.value), float(s.ts))
+            ring.add(s.value, s.ts)
             n += 1
         return n
 
