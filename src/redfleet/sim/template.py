@@ -7,7 +7,9 @@ change a document work on :meth:`Template.copy_doc`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import re
 import threading
 from dataclasses import dataclass, field
@@ -215,11 +217,55 @@ _LOCK = threading.Lock()
 
 
 def load_template(root: Path, name: str, case_insensitive: bool = False) -> Template:
-    """Load (once per process) the tree at ``root``."""
+    """Load (once per process) the tree at ``root``. The reference captures (under shared/redfish/mockups, which
+    never change) are also kept parsed on disk beside the certificate cache, so the next start is fast."""
     key = (str(Path(root).resolve()), case_insensitive)
     with _LOCK:
         tpl = _CACHE.get(key)
         if tpl is None:
-            tpl = Template.load(Path(root), name, case_insensitive)
+            disk = _disk_cache_path(Path(key[0]), case_insensitive)
+            tpl = _read_disk_cache(disk) if disk is not None else None
+            if tpl is None:
+                tpl = Template.load(Path(root), name, case_insensitive)
+                if disk is not None:
+                    _write_disk_cache(disk, tpl)
+            tpl.name = name
             _CACHE[key] = tpl
         return tpl
+
+
+def _disk_cache_path(root: Path, case_insensitive: bool) -> Path | None:
+    from redfleet.paths import mockups_dir
+    from redfleet.sim.certs import default_cache_dir
+
+    try:
+        shared = mockups_dir().resolve()
+        if shared not in root.parents:
+            return None  # a user's tree may change: always read it
+        code = hashlib.sha1()
+        for mod in ("template.py", "identity.py"):
+            code.update((Path(__file__).parent / mod).read_bytes())
+        code.update(f"{root}|{case_insensitive}|{root.stat().st_mtime_ns}".encode())
+    except OSError:
+        return None
+    return default_cache_dir().parent / "sim-templates" / f"{root.name}-{code.hexdigest()[:16]}.pickle"
+
+
+def _read_disk_cache(path: Path) -> Template | None:
+    try:
+        with open(path, "rb") as fh:
+            tpl = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
+        return None
+    return tpl if isinstance(tpl, Template) else None
+
+
+def _write_disk_cache(path: Path, tpl: Template) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(tpl, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass
