@@ -1096,7 +1096,8 @@ class HealthEngine:
                 due.append(n.os_state_since + r.for_)
         r = rules.get("gpu_missing")
         if r and n.gpus_expected is not None and n.gpus_present is not None \
-                and len(n.gpus_present) < n.gpus_expected and (silent_for is None or silent_for < 60):
+                and len(n.gpus_present) < n.gpus_expected and (silent_for is None or silent_for < 60) \
+                and n.os_state in (None, "up"):  # a hung/booting host reports no GPUs: not a lost GPU
             missing = sorted(set(range(n.gpus_expected)) - n.gpus_present) if n.gpus_idx_known else []
             miss = ",".join(map(str, missing)) if missing else "?"
             add("gpu_missing", n.agent_last or now,
