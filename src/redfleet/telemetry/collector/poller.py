@@ -129,10 +129,10 @@ class Collector:
 
     async def _node_loop(self, st: NodeCollectState) -> None:
         now = time.monotonic()
-        # spread: the first poll of each kind at a random point of its interval (sensors soon, so serve is useful)
-        st.next_due = {"sensors": now + random.uniform(0, min(self.iv.sensors, 2.0) if st.polls == 0 else
-                                                       self.iv.sensors),
-                       "inventory": now + random.uniform(0, min(self.iv.inventory, 30.0))}
+        # spread: the first poll of each kind at a random point of its interval (the inventory within a minute, so
+        # a fresh serve knows its fleet soon; a big fleet's logins and first reads spread the same way)
+        st.next_due = {"sensors": now + random.uniform(0, self.iv.sensors),
+                       "inventory": now + random.uniform(0, min(self.iv.inventory, 60.0))}
         event_task: asyncio.Task[None] | None = None
         try:
             while True:

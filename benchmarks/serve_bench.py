@@ -1,0 +1,321 @@
+"""redfleet serve: detection latency (fault injected in the simulator -> node health changed in serve, p50/p99),
+ingest throughput (samples per second per core) and serve's RSS, at 1,000 and 10,000 simulated nodes.
+
+Three processes: the simulator (its BMCs + the in-band feeder ``redfleet.agent.simfeed`` pushing one batch per
+node per second to serve's ingest endpoint), ``redfleet serve`` itself (polling every BMC's sensors every 10 s,
+health engine, SQLite store), and this driver, which injects faults through the simulator's control API at
+recorded instants and reads the health change's timestamp (``/api/v1/nodes/{n}/health/history``, stamped by the
+engine when it judged the change) back from serve. Same machine, same clock.
+
+    python -m benchmarks serve_bench                     # 1,000 then 10,000 nodes
+    python -m benchmarks serve_bench --nodes 200 --faults 20     # small, while developing
+    python -m benchmarks serve_bench --no-collect        # in-band only (no BMC polling)
+
+Goal (issue 4): p99 < 2 s at 10,000 nodes with sensors every 10 s and agent GPU telemetry at 1 Hz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+GOAL_P99_S = 2.0
+SERVE_HOST = "127.19.0.50"
+SIM_BASE = "127.19.100.1"
+TOKEN = "bench-dev-token"
+
+
+# ---- the simulator + feeder process ---------------------------------------------------------------------------
+
+
+def cached_feeder_class() -> Any:
+    """SimFeeder whose nodes without a fault re-read their in-band state from the simulator only every ``refresh``
+    seconds (a share of the fleet per round) and otherwise resend their last readings with fresh timestamps; nodes
+    with a fault are read every round. The simulator's in-band model costs a few ms per 8-GPU node, so a 1 Hz feed
+    of thousands of nodes from one simulator process would otherwise measure the simulator, not serve."""
+    from redfleet.agent.simfeed import SimFeeder
+
+    class CachedFeeder(SimFeeder):  # type: ignore[misc]
+        def __init__(self, *a: Any, refresh: float = 30.0, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.refresh = refresh
+            self.cache: dict[str, tuple[float, dict[str, Any]]] = {}
+            self.cursor = 0
+
+        async def build(self, now: float | None = None, names: list[str] | None = None) -> list[tuple[str, Any]]:
+            now = time.time() if now is None else now
+            all_names = names if names is not None else self.node_names()
+            faulty = set(self.fleet.dynamics.faulty)
+            per_round = max(1, int(len(all_names) * self.interval / self.refresh))
+            rot = [all_names[(self.cursor + i) % len(all_names)] for i in range(min(per_round, len(all_names)))]
+            self.cursor = (self.cursor + per_round) % max(1, len(all_names))
+            fresh = sorted({n for n in all_names if n in faulty or n not in self.cache} | set(rot))
+            out = dict(await super().build(now, names=fresh))
+            for name, b in out.items():
+                self.cache[name] = (now, b)
+            for name in all_names:
+                if name in out or name not in self.cache:
+                    continue
+                b = dict(self.cache[name][1])
+                b["sent_at"] = now
+                b["events"] = []
+                b["nvme"] = []
+                for smp in b["samples"]:
+                    smp["ts"] = now
+                out[name] = b
+            return [(n, out[n]) for n in all_names if n in out]
+
+    return CachedFeeder
+
+
+async def sim_worker(args: argparse.Namespace) -> None:
+    from redfleet.sim import SimConfig, SimFleet
+
+    cfg = SimConfig(mix={args.flavor: args.nodes}, port=0, http=True, base_address=SIM_BASE, time_scale=1.0,
+                    control_port=0, seed=11, cache_dir=Path(tempfile.gettempdir()) / "redfleet-bench-certs")
+    async with SimFleet(cfg) as fleet:
+        await asyncio.to_thread(Path(args.fleet_out).write_text, fleet.fleet_file().to_yaml())
+        print(json.dumps({"control": fleet.control_url}), flush=True)
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        serve = json.loads(line)
+        feeder = cached_feeder_class()(serve["url"], serve["token"], fleet=fleet, interval=args.agent_interval,
+                                       hung="report", nvme_every=600.0, connections=8, depth=64,
+                                       refresh=args.refresh)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        stats_path = Path(args.fleet_out).with_suffix(".feeder.json")
+
+        async def report() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(2.0)
+                t = feeder.totals
+                stats_path.write_text(json.dumps({"ticks": feeder.ticks, "sent": t.sent, "failed": t.failed,
+                                                  "samples": t.samples, "seconds": t.seconds,
+                                                  "statuses": {str(k): v for k, v in t.statuses.items()}}))
+
+        rep = asyncio.create_task(report())
+        await feeder.run(stop)
+        rep.cancel()
+        await feeder.close()
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = TOKEN, timeout: float = 30.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+        return json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100.0 * (len(s) - 1))))
+    return s[k]
+
+
+# ---- one scale ---------------------------------------------------------------------------------------------------
+
+
+def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, Any]:
+    env = {**os.environ, "REDFLEET_KEY": "bench-" + "k" * 38, "PYTHONUNBUFFERED": "1"}
+    from cryptography.fernet import Fernet
+
+    env["REDFLEET_KEY"] = Fernet.generate_key().decode()
+    fleet_file = workdir / f"fleet-{nodes}.yaml"
+    sim = subprocess.Popen([sys.executable, "-m", "benchmarks", "serve_bench", "--worker", "--nodes", str(nodes),
+                            "--flavor", args.flavor, "--fleet-out", str(fleet_file),
+                            "--agent-interval", str(args.agent_interval), "--refresh", str(args.refresh)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    serve: subprocess.Popen[str] | None = None
+    out: dict[str, Any] = {"nodes": nodes, "flavor": args.flavor, "collect": args.collect}
+    try:
+        assert sim.stdout is not None and sim.stdin is not None
+        t0 = time.monotonic()
+        ready = json.loads(sim.stdout.readline())
+        control = ready["control"]
+        out["sim_start_s"] = round(time.monotonic() - t0, 1)
+        port = free_port(SERVE_HOST)
+        url = f"http://{SERVE_HOST}:{port}"
+        db = workdir / f"serve-{nodes}.db"
+        # `redfleet serve` (through its own Typer command, whether or not the CLI root lists it yet)
+        runner = "import typer; from redfleet.cli.serve import serve; typer.run(serve)"
+        cmd = [sys.executable, "-c", runner, "--db", f"sqlite:///{db}", "--fleet",
+               str(fleet_file), "--listen", f"{SERVE_HOST}:{port}", "--dev-token", TOKEN,
+               "--sensors-interval", str(args.sensors_interval), "--inventory-interval", "86400", "--tls", "insecure"]
+        if not args.collect:
+            cmd.append("--no-collect")
+        t0 = time.monotonic()
+        serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(1200):
+            try:
+                http("GET", f"{url}/healthz", token=None, timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if serve.poll() is not None:
+                    raise RuntimeError(f"serve exited: {serve.stderr.read() if serve.stderr else ''}") from None
+                time.sleep(0.25)
+        out["serve_start_s"] = round(time.monotonic() - t0, 1)
+        sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
+        sim.stdin.flush()
+        # warm-up: every node judged (unknown -> healthy/degraded) before faults
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < args.warmup_max:
+            st = http("GET", f"{url}/api/v1/status")
+            if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= nodes:
+                break
+            time.sleep(1.0)
+        out["warmup_s"] = round(time.monotonic() - t0, 1)
+        # steady state: ingest throughput and CPU over a window
+        st0, cpu0, w0 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
+        time.sleep(args.window)
+        st1, cpu1, w1 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
+        samples = st1["samples_total"] - st0["samples_total"]
+        cpu = cpu1 - cpu0
+        out["ingest_samples_per_s"] = round(samples / (w1 - w0))
+        out["serve_cpu_cores"] = round(cpu / (w1 - w0), 2)
+        out["ingest_samples_per_cpu_s"] = round(samples / cpu) if cpu > 0 else None
+        out["batches_per_s"] = round((st1["batches_total"] - st0["batches_total"]) / (w1 - w0), 1)
+        out["expected_batches_per_s"] = round(nodes / args.agent_interval, 1)
+        out["rss_mib"] = round(proc_rss_mib(serve.pid), 1)
+        out["collector"] = st1.get("collector")
+        # detection latency: faults at spread instants on distinct nodes
+        names = [f"node-{i:05d}" for i in range(1, nodes + 1)]
+        victims = random.Random(5).sample(names, min(args.faults, nodes))
+        injected: dict[str, float] = {}
+        for name in victims:
+            injected[name] = time.time()
+            http("POST", f"{control}/nodes/{name}/faults", {"kind": args.fault, "gpu": 0, "xid": args.xid},
+                 token=None)
+            time.sleep(args.fault_gap)
+        lat: dict[str, float] = {}
+        deadline = time.monotonic() + 30.0
+        while len(lat) < len(victims) and time.monotonic() < deadline:
+            for name in victims:
+                if name in lat:
+                    continue
+                hist = http("GET", f"{url}/api/v1/nodes/{name}/health/history?limit=20")
+                for ch in reversed(hist):  # oldest first
+                    ts = _ts(ch["at"])
+                    if ts >= injected[name] - 0.001 and ch["new"] != ch["old"]:
+                        lat[name] = ts - injected[name]
+                        break
+            time.sleep(0.5)
+        values = list(lat.values())
+        out["faults"] = len(victims)
+        out["detected"] = len(values)
+        out["latency_p50_s"] = round(statistics.median(values), 3) if values else None
+        out["latency_p99_s"] = round(pct(values, 99), 3) if values else None
+        out["latency_max_s"] = round(max(values), 3) if values else None
+        out["rss_mib_end"] = round(proc_rss_mib(serve.pid), 1)
+        feeder_stats = fleet_file.with_suffix(".feeder.json")
+        if feeder_stats.exists():
+            out["feeder"] = json.loads(feeder_stats.read_text())
+        return out
+    finally:
+        for p in (serve, sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in (serve, sim):
+            if p is not None:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def _ts(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks serve_bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, action="append", help="fleet size (repeatable; default 1000 and 10000)")
+    ap.add_argument("--flavor", default="supermicro", help="simulated node flavor (supermicro: 8-GPU HGX host)")
+    ap.add_argument("--faults", type=int, default=50, help="faults injected per scale (distinct nodes)")
+    ap.add_argument("--fault", default="xid", help="fault kind (sim catalog)")
+    ap.add_argument("--xid", type=int, default=79)
+    ap.add_argument("--fault-gap", type=float, default=0.1, help="seconds between injections")
+    ap.add_argument("--sensors-interval", type=float, default=10.0)
+    ap.add_argument("--agent-interval", type=float, default=1.0)
+    ap.add_argument("--refresh", type=float, default=30.0,
+                    help="fault-free nodes re-read from the simulator every this many seconds (see CachedFeeder)")
+    ap.add_argument("--window", type=float, default=20.0, help="steady-state measuring window (s)")
+    ap.add_argument("--warmup-max", type=float, default=300.0)
+    ap.add_argument("--collect", action=argparse.BooleanOptionalAction, default=True, help="poll the BMCs")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--fleet-out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        asyncio.run(sim_worker(argparse.Namespace(**{**vars(args), "nodes": args.nodes[0]})))
+        return 0
+    scales = args.nodes or [1000, 10000]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        for n in scales:
+            print(f"--- {n} nodes ({args.flavor}, sensors every {args.sensors_interval:g} s"
+                  f"{'' if args.collect else ' OFF'}, agent every {args.agent_interval:g} s)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                r = run_scale(args, n, Path(tmp))
+                results.append(r)
+                print(json.dumps(r, indent=1), flush=True)
+    print("\nnodes  p50_s   p99_s   vs goal(2 s)  samples/s  samples/cpu-s  serve cores  batches/s (want)  RSS MiB")
+    for r in results:
+        p99 = r.get("latency_p99_s")
+        ratio = f"{GOAL_P99_S / p99:5.1f}x" if p99 else "  n/a"
+        print(f"{r['nodes']:>5}  {r.get('latency_p50_s')!s:>6}  {p99!s:>6}  {ratio:>12}  "
+              f"{r.get('ingest_samples_per_s', 0):>9}  {r.get('ingest_samples_per_cpu_s')!s:>13}  "
+              f"{r.get('serve_cpu_cores')!s:>11}  {r.get('batches_per_s')!s:>7} ({r.get('expected_batches_per_s')})"
+              f"  {r.get('rss_mib')!s:>7}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
