@@ -1,7 +1,7 @@
 """Profile validation at fleet scale: redfleet validating 1,000 simulated BMCs vs DMTF rf_interop_validator on 10.
 
 One run, side by side, against the same simulated fleet (``redfleet sim`` in its own process, every flavor in turn,
-plain HTTP on 127.16.10.0/…): first the DMTF tool, as an operator scripts it, on the first ``--dmtf-nodes`` BMCs one
+plain HTTP on 127.16.136.0/…): first the DMTF tool, as an operator scripts it, on the first ``--dmtf-nodes`` BMCs one
 after another; then redfleet on all ``--nodes`` BMCs at once (``--fast``: each platform read in full once, the
 others read what mattered). Both use OCP Server 1.1.0 (which requires OCP Baseline 1.1.0). redfleet runs in ``dmtf``
 mode here so that its pass/warn/fail/not-tested counts on the DMTF tool's nodes can be checked equal to the tool's
@@ -13,7 +13,6 @@ own. Goal: the 1,000 finish sooner than the 10.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from redfleet.model.fleetfile import load_fleet_file
 from redfleet.paths import shared_dir
 from redfleet.profiles.fleet import Target, fleet_options, validate_fleet
+from redfleet.profiles.fleet import run as run_async
 from redfleet.profiles.profile import load_profile
 
 PROFILE = "OCPServerHardwareManagement.v1_1_0.json"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--dmtf-nodes", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=100, help="redfleet: BMCs validated at once")
-    parser.add_argument("--base-address", default="127.16.10.1")
+    parser.add_argument("--base-address", default="127.16.136.1")
     parser.add_argument("--out", type=Path, default=Path("artifacts/profiles_bench.json"))
     args = parser.parse_args(argv)
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         # 2. redfleet, the whole fleet at once
         profiles = load_profile(profile_path)
         began = time.perf_counter()
-        results = asyncio.run(validate_fleet(targets, profiles, fleet_options("dmtf", fast=True),
+        results = run_async(validate_fleet(targets, profiles, fleet_options("dmtf", fast=True),
                                              concurrency=args.concurrency, protocol=False))
         ours_total = time.perf_counter() - began
     finally:

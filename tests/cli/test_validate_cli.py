@@ -38,7 +38,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_unreachable_exit_3():
-    res = runner.invoke(app, ["validate", "--no-protocol", "--timeout", "2", "http://127.16.3.1:9"])
+    res = runner.invoke(app, ["validate", "--no-protocol", "--timeout", "2", "http://127.16.129.1:9"])
     assert res.exit_code == 3
 
 
@@ -70,7 +70,7 @@ async def test_simulated_fleet(tmp_path):
     from redfleet.profiles.profile import load_profile
     from redfleet.sim import SimConfig, SimFleet
 
-    cfg = SimConfig(nodes=3, mix={"openbmc": 2, "ami": 1}, port=0, base_address="127.16.4.1", dynamics=False,
+    cfg = SimConfig(nodes=3, mix={"openbmc": 2, "ami": 1}, port=0, base_address="127.16.129.10", dynamics=False,
                     cache_dir=tmp_path)
     async with SimFleet(cfg) as fleet:
         targets = [Target(n.name, n.bmc_url, "root", "calvin") for n in fleet.nodes]
@@ -82,3 +82,44 @@ async def test_simulated_fleet(tmp_path):
     assert checks["TLS"] == "pass" and checks["Sessions"] == "pass" and checks["Authentication"] == "pass"
     data = report.to_json(results)
     assert len(data["by_platform"]) == 2
+
+
+def test_db_keeps_runs_and_drift_shows_a_firmware_update(mockups, tmp_path):
+    """--db saves each run in the fleet store; after a 'firmware update' (the capture edited: new BMC firmware,
+    SerialNumber gone) the next run and --drift NODE show the requirement that changed."""
+    import shutil
+
+    node = tmp_path / "node-a"
+    shutil.copytree(mockups / "public-rackmount1", node)
+    db = tmp_path / "fleet.db"
+    base = ["validate", "--profile", "OCPServerHardwareManagement", "--db", str(db)]
+    first = runner.invoke(app, [*base, "--json", str(node)])
+    assert first.exit_code == 1, first.output
+    assert "drift" not in json.loads(first.stdout)  # nothing stored before
+    res = runner.invoke(app, ["validate", "--db", str(db), "--drift", str(node)])
+    assert res.exit_code == 2 and "fewer than two stored runs" in " ".join(res.output.split())
+
+    system = node / "redfish/v1/Systems/437XR1138R2/index.json"
+    doc = json.loads(system.read_text())
+    del doc["SerialNumber"]
+    system.write_text(json.dumps(doc))
+    manager = node / "redfish/v1/Managers/BMC/index.json"
+    mdoc = json.loads(manager.read_text())
+    mdoc["FirmwareVersion"] = "2.00.0-rev1"
+    manager.write_text(json.dumps(mdoc))
+
+    second = json.loads(runner.invoke(app, [*base, "--json", str(node)]).stdout)
+    assert [(c["property"], c["before"], c["after"]) for c in second["drift"]] == [("/SerialNumber", "pass", "fail")]
+    res = runner.invoke(app, ["validate", "--db", str(db), "--drift", str(node), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["profile"] == "OCPServerHardwareManagement"
+    assert (d["before"]["service"]["bmc_firmware"], d["after"]["service"]["bmc_firmware"]) == (
+        "1.45.455b66-rev4", "2.00.0-rev1")
+    assert d["after"]["summary"]["fail"] == d["before"]["summary"]["fail"] + 1
+    text = runner.invoke(app, ["validate", "--db", str(db), "--drift", str(node)])
+    flat = "".join(text.output.split())
+    assert text.exit_code == 0 and "/SerialNumber:pass→fail" in flat and "2.00.0-rev1" in flat
+    res = runner.invoke(app, ["validate", "--db", str(db), "--drift", str(node), "--profile",
+                              "RedfleetNeocloudGpuNode"])
+    assert res.exit_code == 2  # no runs of that profile

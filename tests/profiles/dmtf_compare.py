@@ -134,18 +134,25 @@ def compare(mockup: str, profile: str, mode: str, ref: dict[str, Any], ours: dic
     return c
 
 
-def classify(key: Any, ref: str, ours: str) -> str:
-    """Which documented deviation explains a difference (strict mode); '' when none does."""
+def explain(key: Any, ref: str, ours: str) -> str:
+    """The documented deviation (docs/profiles-vs-dmtf.md) that explains a strict-mode difference; '' when none does.
+    ``ref`` is "absent" for a row only redfleet reports."""
     _uri, prop = key
-    if prop.endswith(" (Write)") and ours in ("pass", "absent"):
-        return "D5"
+    if ref == "absent":
+        if prop.endswith("/IndicatorLED (Write)"):
+            return "D1"  # the AnyOf condition (SystemType Physical) makes IndicatorLED writable
+        if "/Actions/#" in prop and prop.count("/") >= 3:
+            return "D3"  # action parameter values
+        return ""
+    if prop in ("/IndicatorLED", "/Thermal", "/Power") and ref in ("not_tested", "pass") and ours == "fail":
+        return "D1"  # Recommended made Mandatory by an AnyOf condition the reference never applies
     return ""
 
 
 USER, PASSWORD = "root", "calvin"
 
 
-async def serve(mockup_dir: Path, address: str = "127.16.2.1") -> tuple[Any, str]:
+async def serve(mockup_dir: Path, address: str = "127.16.130.1") -> tuple[Any, str]:
     """Serve a mockup over HTTP: the simulator's mockup mode when it is installed, else the static server beside
     this file."""
     try:
@@ -221,10 +228,10 @@ def markdown(results: list[Comparison]) -> str:
             continue
         lines.append(f"- **{c.mockup} / {c.profile}**:")
         for key, r, o in c.differ:
-            lines.append(f"  - `{key[0]}` `{key[1]}`: {r} → {o}")
+            lines.append(f"  - `{key[0]}` `{key[1]}`: {r} → {o} ({explain(key, r, o) or 'UNEXPLAINED'})")
         counts = Counter(o for _, o in c.only_redfleet)
         if c.only_redfleet:
-            keys = ", ".join(f"`{k[1]}`" for k, _ in c.only_redfleet[:6])
+            keys = ", ".join(f"`{k[1]}` ({explain(k, 'absent', o) or 'UNEXPLAINED'})" for k, o in c.only_redfleet[:6])
             lines.append(f"  - only redfleet ({dict(counts)}): {keys}" + (" …" if len(c.only_redfleet) > 6 else ""))
     return "\n".join(lines)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+DEFAULT_PROFILE = "RedfleetNeocloudGpuNode"
 EXIT_OK = 0
 EXIT_FAIL = 1  # at least one requirement failed (or, with --warn-fails, warned)
 EXIT_USAGE = 2  # bad arguments, profile or fleet file
@@ -70,15 +70,78 @@ def _print_platforms(console: Console, groups: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _open_store(err: Console, db: str | None) -> Any:
+    from redfleet.store import FleetStore, StoreError
+
+    try:
+        return FleetStore(None if db in (None, "default") else db)
+    except StoreError as exc:
+        err.print(f"[red]fleet store: {exc}[/]")
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _store_results(err: Console, db: str, targets: list[dict[str, Any]], name: str, version: str, mode: str) -> None:
+    """Save each target's run in the fleet store and attach the drift against its previous run of the profile."""
+    from redfleet.store.profiles import profile_drift, save_profile_results
+
+    store = _open_store(err, db)
+    try:
+        store.transaction(lambda s: save_profile_results(s, targets, profile_name=name, profile_version=version,
+                                                         mode=mode))
+        with store.session() as session:
+            for t in targets:
+                d = profile_drift(session, str(t["target"]), name)
+                if d is not None:
+                    t["drift"] = d["changes"]
+    finally:
+        store.close()
+
+
+def _show_stored_drift(console: Console, err: Console, node: str, profile_name: str | None, db: str | None,
+                       json_out: bool) -> None:
+    from redfleet.store.profiles import profile_drift
+
+    store = _open_store(err, db)
+    try:
+        with store.session() as session:
+            d = profile_drift(session, node, profile_name)
+    finally:
+        store.close()
+    if d is None:
+        err.print(f"[red]{node}: fewer than two stored runs{' of ' + profile_name if profile_name else ''} in "
+                  f"{store.display_url}[/] (validate with --db first)")
+        raise typer.Exit(EXIT_USAGE)
+    if json_out:
+        sys.stdout.write(json.dumps(d, indent=1, default=str) + "\n")
+        raise typer.Exit(EXIT_OK)
+    fw = [(x["service"].get("bmc_firmware", "?"), x["service"].get("bios_version", "?")) for x in (d["before"],
+                                                                                                  d["after"])]
+    console.print(f"[bold]{node}[/] — {d['profile']}: {d['before']['validated_at']} (BMC {fw[0][0]}, BIOS "
+                  f"{fw[0][1]}) → {d['after']['validated_at']} (BMC {fw[1][0]}, BIOS {fw[1][1]})")
+    b, a = d["before"]["summary"], d["after"]["summary"]
+    console.print("  " + ", ".join(f"{k.replace('_', ' ')} {b[k]} → {a[k]}" for k in ("pass", "warn", "fail",
+                                                                                       "not_tested")))
+    if not d["changes"]:
+        console.print("  no requirement changed")
+    for c in d["changes"]:
+        sb, sa = _STYLE.get(c["before"], "bold"), _STYLE.get(c["after"], "bold")
+        console.print(f"  [magenta]drift[/] {c['resource']} {c['uri'] or '(service)'} {c['property']}: "
+                      f"[{sb}]{c['before']}[/] → [{sa}]{c['after']}[/]"
+                      + (f"  (found {json.dumps(c['found_before'])} → {json.dumps(c['found_after'])})"
+                         if c["found_before"] != c["found_after"] else ""))
+    raise typer.Exit(EXIT_OK)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``redfleet validate`` to the root app."""
 
     @app.command("validate")
     def validate(
         targets: list[str] = typer.Argument(None, help="BMC URLs (https://host[:port]) or mockup directories."),
-        profile: str = typer.Option(
-            "RedfleetNeocloudGpuNode", "--profile", "-P",
-            help="Profile name (RedfleetNeocloudGpuNode, OCPServerHardwareManagement, Name@1.1.0) or JSON file.",
+        profile: str | None = typer.Option(
+            None, "--profile", "-P",
+            help="Profile name (RedfleetNeocloudGpuNode, OCPServerHardwareManagement, Name@1.1.0) or JSON file. "
+            "Default: RedfleetNeocloudGpuNode.",
         ),
         username: str | None = typer.Option(None, "--user", "-u", help="BMC user name."),
         password: str | None = typer.Option(None, "--password", "-p", help="BMC password."),
@@ -89,6 +152,12 @@ def register(app: typer.Typer) -> None:
         html_out: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
         save: Path | None = typer.Option(None, "--save", help="Keep results under this folder and show drift "
                                          "against the previous run of each target."),
+        db: str | None = typer.Option(None, "--db", help="Keep the results in the fleet store (SQLAlchemy URL or "
+                                      "SQLite file; 'default': $REDFLEET_DB or the default database) and show drift "
+                                      "against each node's previous stored run."),
+        drift_node: str | None = typer.Option(None, "--drift", metavar="NODE", help="Show what changed between "
+                                              "NODE's last two stored runs (of --profile when given; --db, else the "
+                                              "default store) and exit."),
         mode: str = typer.Option("strict", "--mode", help="strict (DSP0272) or dmtf (reproduce "
                                  "rf_interop_validator, quirks included)."),
         fast: bool = typer.Option(True, "--fast/--full", help="--fast: in a fleet, read each platform in full once "
@@ -110,7 +179,7 @@ def register(app: typer.Typer) -> None:
         """
         from redfleet.profiles import report
         from redfleet.profiles.engine import Options
-        from redfleet.profiles.fleet import Target, fleet_options, validate_fleet
+        from redfleet.profiles.fleet import Target, fleet_options, run, validate_fleet
         from redfleet.profiles.profile import ProfileError, load_profile
         from redfleet.profiles.profile import list_profiles as _list
 
@@ -124,10 +193,12 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]--mode must be strict or dmtf, not {mode!r}[/]")
             raise typer.Exit(EXIT_USAGE)
         try:
-            profiles = load_profile(profile, profile_dir or None)
+            profiles = load_profile(profile or DEFAULT_PROFILE, profile_dir or None)
         except ProfileError as exc:
             err.print(f"[red]profile: {exc}[/]")
             raise typer.Exit(EXIT_USAGE) from exc
+        if drift_node is not None:
+            _show_stored_drift(console, err, drift_node, profiles.main.name if profile else None, db, json_out)
 
         todo: list[Target] = []
         if fleet is not None:
@@ -159,7 +230,7 @@ def register(app: typer.Typer) -> None:
             if len(todo) > 1 and not json_out and sys.stderr.isatty():
                 err.print(f"\r{progress['done']}/{len(todo)} validated", end="")
 
-        results = asyncio.run(validate_fleet(todo, profiles, options, concurrency=concurrency, protocol=protocol,
+        results = run(validate_fleet(todo, profiles, options, concurrency=concurrency, protocol=protocol,
                                              request_timeout=timeout, on_result=tick))
         data = report.to_json(results)
         if save is not None:
@@ -168,6 +239,8 @@ def register(app: typer.Typer) -> None:
                 if prev is not None:
                     t["drift"] = report.drift(prev, t)
             report.save_results(data["targets"], save)
+        if db is not None:
+            _store_results(err, db, data["targets"], profiles.main.name, profiles.main.version, mode)
         if html_out is not None:
             html_out.write_text(report.html_report(data["targets"], title=f"{profiles.label} conformance"))
         if json_out:

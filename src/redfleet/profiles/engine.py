@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from redfleet.profiles.containment import skippable_member_types
 from redfleet.profiles.profile import ProfileSet, UseCase, parse_version
 from redfleet.profiles.source import CachedSource
 
@@ -39,6 +38,7 @@ LINK_KEYS = frozenset(
 _VERSION = re.compile(r"\.(v(\d+)_(\d+)_(\d+))\.")
 _URI_ID = re.compile(r"{[A-Za-z0-9]+}")
 _ARRAY_INDEX = re.compile(r"/\d+")
+_COLLECTION = re.compile(r"^#(.+)Collection\..+Collection$")
 _NOT_APPLY = "Comparison Error: Comparison doesn't apply"
 
 
@@ -63,7 +63,6 @@ _ABSENT = object()
 class Options:
     mode: str = "strict"  # "strict" or "dmtf"
     collection_limits: dict[str, int] = field(default_factory=lambda: {"LogEntry": 20})
-    prune: bool = False  # skip collections whose members cannot hold anything the profile asks about
     concurrency: int = 16  # reads in flight while prefetching one service
     no_oem: bool = False
     plan: FleetPlan | None = None  # fleet runs: read only what a validated node of the same platform needed
@@ -229,14 +228,11 @@ class Evaluation:
         self.use_case: UseCase | None = None
         self.annotation_uris: set[str] = set()
         self.validated: set[str] = set()
-        self.skip_members_of: frozenset[str] = frozenset()
-        if options.prune:
-            self.skip_members_of = skippable_member_types(profiles.resource_types)
-        self.pruned_uris: set[str] = set()
         self.parent: dict[str, str | None] = {}
         self.demand: set[str] = set()
         self.evaluating = False
         self.template: PlanTemplate | None = None
+        self._links: dict[str, tuple[list[str], list[str]]] = {}
 
     def wanted(self, uri: str) -> bool:
         """With a plan template: read a URI only if the template needed it or has never seen it."""
@@ -583,7 +579,9 @@ class Evaluation:
                 await self._check_write(uri, payload, prop, value, write, cur_wr, label, purpose)
 
             if "MinCount" in req:
-                where = cur if self.strict else cur_wr  # deviation D5: the reference files it under "(Write)"
+                # Filed under "<property> (Write)" as the reference files it (both modes; the message says it is a
+                # MinCount failure). DSP0272 says nothing about result rows, so this is no deviation.
+                where = cur_wr
                 if isinstance(value, list):
                     if len(value) < req["MinCount"]:
                         add(where, True, value, Verdict.FAIL,
@@ -753,34 +751,51 @@ class Evaluation:
                 add(Verdict.PASS, "Parameter values supported", allowed)
 
     # ---- the walk -------------------------------------------------------------------------------------------
-    def find_uris(self, payload: Any, out: list[str], from_annotation: bool = False) -> None:
-        if isinstance(payload, dict):
-            odata_type = payload.get("@odata.type")
-            if isinstance(odata_type, str) and odata_type.startswith("#JsonSchemaFile."):
-                return
-            for key, value in payload.items():
-                if key == "Oem" and self.opts.no_oem:
-                    continue
-                if key == "OriginOfCondition":
-                    continue
-                if key in LINK_KEYS:
-                    if isinstance(value, str) and value.startswith("/") and "#" not in value:
-                        out.append(value.rstrip("/"))
-                        if from_annotation:
-                            self.annotation_uris.add(value)
-                elif isinstance(value, dict | list):
-                    if key in ("CapabilitiesObject", "SettingsObject"):
-                        from_annotation = True  # the reference keeps this for the later keys too
-                    self.find_uris(value, out, from_annotation)
-        elif isinstance(payload, list):
-            for item in payload:
-                if isinstance(item, dict | list):
-                    self.find_uris(item, out, from_annotation)
+    def find_uris(self, payload: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The links to follow from a resource, in the reference's order, and those found under settings or
+        capabilities objects (read, never validated). The resource's own ``@odata.id`` is not a link."""
+        out: list[str] = []
+        ann: list[str] = []
+        no_oem = self.opts.no_oem
+
+        def scan(obj: Any, from_annotation: bool, top: bool = False) -> None:
+            if isinstance(obj, dict):
+                odata_type = obj.get("@odata.type")
+                if isinstance(odata_type, str) and odata_type.startswith("#JsonSchemaFile."):
+                    return
+                for key, value in obj.items():
+                    if key in LINK_KEYS:
+                        if top and key == "@odata.id":
+                            continue
+                        if isinstance(value, str) and value.startswith("/") and "#" not in value:
+                            out.append(value.rstrip("/"))
+                            if from_annotation:
+                                ann.append(value)
+                    elif isinstance(value, dict | list):
+                        if key == "OriginOfCondition" or (no_oem and key == "Oem"):
+                            continue
+                        if key in ("CapabilitiesObject", "SettingsObject"):
+                            from_annotation = True  # the reference keeps this for the later keys too
+                        scan(value, from_annotation)
+            else:
+                for item in obj:
+                    if isinstance(item, dict | list):
+                        scan(item, from_annotation)
+
+        scan(payload, False, True)
+        return out, ann
+
+    def links_of(self, uri: str, payload: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """:meth:`find_uris` of a resource's (limited) payload, worked out once per URI (prefetch and walk)."""
+        links = self._links.get(uri)
+        if links is None:
+            links = self._links[uri] = self.find_uris(payload)
+        return links
 
     def limited(self, payload: dict[str, Any]) -> dict[str, Any]:
         odata_type = payload.get("@odata.type")
-        if isinstance(odata_type, str):
-            m = re.match(r"^#(.+)Collection\..+Collection$", odata_type)
+        if isinstance(odata_type, str) and odata_type.endswith("Collection"):
+            m = _COLLECTION.match(odata_type)
             if m and m.group(1) in self.opts.collection_limits:
                 payload = dict(payload)
                 if isinstance(payload.get("Members"), list):
@@ -788,31 +803,12 @@ class Evaluation:
                 payload.pop("Members@odata.nextLink", None)
         return payload
 
-    def next_uris(self, payload: dict[str, Any]) -> list[str]:
-        out: list[str] = []
-        body = {k: v for k, v in payload.items() if k != "@odata.id"}
-        if self.skip_members_of:
-            rtype = resource_type_of(payload)[0]
-            if rtype and rtype.endswith("Collection") and rtype[: -len("Collection")] in self.skip_members_of:
-                members = body.pop("Members", None)
-                body.pop("Members@odata.nextLink", None)
-                if isinstance(members, list):
-                    for m in members:
-                        if isinstance(m, dict) and isinstance(m.get("@odata.id"), str):
-                            self.pruned_uris.add(m["@odata.id"].rstrip("/"))
-        self.find_uris(body, out)
-        return out
-
     async def prefetch(self, start: str) -> None:
         """Read everything the walk will visit, many requests at a time (the walk then only hits the cache)."""
         seen = {start}
+        annotations: set[str] = set()
         queue: asyncio.Queue[str] = asyncio.Queue()
         queue.put_nowait(start)
-        probe = Evaluation.__new__(Evaluation)
-        probe.opts = self.opts
-        probe.annotation_uris = set()
-        probe.skip_members_of = self.skip_members_of
-        probe.pruned_uris = set()
 
         async def worker() -> None:
             while True:
@@ -820,8 +816,10 @@ class Evaluation:
                 try:
                     payload = await self.get(uri)
                     if isinstance(payload, dict):
-                        for nxt in probe.next_uris(probe.limited(payload)):
-                            if nxt not in seen and nxt not in probe.annotation_uris and self.wanted(nxt):
+                        out, ann = self.links_of(uri, self.limited(payload))
+                        annotations.update(ann)
+                        for nxt in out:
+                            if nxt not in seen and nxt not in annotations and self.wanted(nxt):
                                 seen.add(nxt)
                                 queue.put_nowait(nxt)
                 except Exception:  # the walk reads it again and records what is wrong
@@ -845,7 +843,7 @@ class Evaluation:
             except StopIteration:
                 stack.pop()
                 continue
-            if uri in self.validated or uri in self.annotation_uris or uri in self.pruned_uris:
+            if uri in self.validated or uri in self.annotation_uris:
                 continue
             if not self.wanted(uri):
                 continue
@@ -860,7 +858,9 @@ class Evaluation:
                 await self.validate_one(uri, payload)
             finally:
                 self.evaluating = False
-            stack.append((uri, iter(self.next_uris(payload))))
+            out, ann = self.links_of(uri, payload)
+            self.annotation_uris.update(ann)
+            stack.append((uri, iter(out)))
 
     def learned_template(self) -> PlanTemplate:
         """What this (fully read) node needed: resources with requirements, what their checks read, and the
@@ -874,7 +874,7 @@ class Evaluation:
             while cur is not None and cur not in relevant:
                 relevant.add(cur)
                 cur = self.parent.get(cur)
-        known = set(self.validated) | self.annotation_uris | self.pruned_uris
+        known = set(self.validated) | self.annotation_uris
         return PlanTemplate(frozenset(relevant), frozenset(known))
 
     async def validate_one(self, uri: str, payload: dict[str, Any]) -> None:

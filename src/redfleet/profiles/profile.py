@@ -108,10 +108,6 @@ class ProfileSet:
     def all_use_cases(self) -> list[UseCase]:
         return [uc for p in self.profiles for cases in p.use_cases.values() for uc in cases]
 
-    @property
-    def resource_types(self) -> set[str]:
-        return {t for p in self.profiles for t in p.use_cases}
-
 
 def shipped_profiles_dir() -> Path:
     return Path(str(resources.files("redfleet.profiles") / "data"))
