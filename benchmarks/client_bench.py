@@ -357,6 +357,49 @@ def print_table(rows: list[Row]) -> None:
               f"{sim} {r.requests:>9} {r.nodes_per_s:>9.1f}")
 
 
+def summarize(rows: list[Row], peers: set[str]) -> dict[str, Any]:
+    """Ratios vs the best peer: by throughput (nodes/s, what the issue's goal names) and by CPU efficiency (nodes
+    per CPU-second of the client, and of client + simulator), which a loaded shared machine distorts far less."""
+    verdict: dict[str, Any] = {}
+    for work, warm in (("inventory", False), ("sensors", False), ("sensors", True)):
+        label = f"{work} (warm poll)" if warm else work
+        ours = [r for r in rows if r.work == work and r.client == "redfleet" and r.mode.startswith("warm") == warm]
+        theirs = [r for r in rows if r.work == work and r.client in peers and r.mode.startswith("warm") == warm]
+        if ours and theirs:
+            o = ours[0]
+            best = max(theirs, key=lambda r: r.nodes_per_s)
+            ratio = o.nodes_per_s / best.nodes_per_s if best.nodes_per_s else float("inf")
+
+            def eff(r: Row, with_sim: bool = False) -> float:
+                cpu = r.cpu_s + ((r.sim_cpu_s or 0.0) if with_sim else 0.0)
+                return r.nodes / cpu if cpu > 0 else float("inf")
+
+            best_eff = max(theirs, key=eff)
+            best_eff_all = max(theirs, key=lambda r: eff(r, True))
+            verdict[label] = {
+                "redfleet_nodes_per_s": round(o.nodes_per_s, 1), "best_peer": f"{best.client} {best.mode}",
+                "best_peer_nodes_per_s": round(best.nodes_per_s, 2), "speedup": round(ratio, 1),
+                "goal_20x": ratio >= 20,
+                "client_cpu_ms_per_node": {"redfleet": round(1000 / eff(o), 2),
+                                           f"{best_eff.client} {best_eff.mode}": round(1000 / eff(best_eff), 2)},
+                "cpu_efficiency_ratio": round(eff(o) / eff(best_eff), 1),
+                "cpu_efficiency_ratio_with_sim": round(eff(o, True) / eff(best_eff_all, True), 1),
+            }
+            met = "met" if ratio >= 20 else "NOT met"
+            print(f"{label}: redfleet {o.nodes_per_s:.1f} nodes/s vs best peer {best.client} ({best.mode}) "
+                  f"{best.nodes_per_s:.2f} nodes/s -> {ratio:.1f}x (goal >= 20x: {met}); client CPU per node "
+                  f"{1000 / eff(o):.1f} ms vs {1000 / eff(best_eff):.1f} ms ({best_eff.client} {best_eff.mode}) -> "
+                  f"{eff(o) / eff(best_eff):.1f}x; with the simulator's CPU "
+                  f"{eff(o, True) / eff(best_eff_all, True):.1f}x")
+        if work == "sensors" and ours:
+            o = ours[0]
+            verdict[f"{label} wall_s"] = round(o.wall_s, 2)
+            shown = ("met" if o.wall_s < 10 else "NOT met") if o.nodes >= 10000 else "not at full scale"
+            print(f"{label} of {o.nodes} BMCs: {o.wall_s:.2f} s wall, {o.cpu_s:.2f} s CPU, "
+                  f"sim {o.sim_cpu_s or 0:.2f} s CPU (goal < 10 s for 10,000: {shown})")
+    return verdict
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks client_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--inventory-nodes", type=int, default=1000)
@@ -384,7 +427,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the rows as JSON here")
     ap.add_argument("--skip", default="", help="comma list of works to skip: inventory,sensors")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm sensor poll (clients kept open)")
+    ap.add_argument("--from-json", type=Path, help="print the table and verdict of a saved --json result")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        rows_in = []
+        for d in saved["rows"]:
+            d.pop("nodes_per_s", None)
+            rows_in.append(Row(**d))
+        print_table(rows_in)
+        summarize(rows_in, {"sushy", "redfish"})
+        return 0
     if args.quick:
         args.inventory_nodes, args.sensor_nodes = 100, 1000
         args.peer_sample_inventory, args.peer_sample_sensors = 20, 100
@@ -441,27 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                         print_table(rows[-1:])
     print("\n== results ==")
     print_table(rows)
-    verdict: dict[str, Any] = {}
-    for work, warm in (("inventory", False), ("sensors", False), ("sensors", True)):
-        label = f"{work} (warm poll)" if warm else work
-        ours = [r for r in rows if r.work == work and r.client == "redfleet" and r.mode.startswith("warm") == warm]
-        theirs = [r for r in rows if r.work == work and r.client in peers and r.mode.startswith("warm") == warm]
-        if ours and theirs:
-            best = max(theirs, key=lambda r: r.nodes_per_s)
-            ratio = ours[0].nodes_per_s / best.nodes_per_s if best.nodes_per_s else float("inf")
-            verdict[label] = {"redfleet_nodes_per_s": round(ours[0].nodes_per_s, 1),
-                              "best_peer": f"{best.client} {best.mode}",
-                              "best_peer_nodes_per_s": round(best.nodes_per_s, 2), "speedup": round(ratio, 1),
-                              "goal_20x": ratio >= 20}
-            met = "met" if ratio >= 20 else "NOT met"
-            print(f"{label}: redfleet {ours[0].nodes_per_s:.1f} nodes/s vs best peer {best.client} ({best.mode}) "
-                  f"{best.nodes_per_s:.2f} nodes/s -> {ratio:.1f}x (goal >= 20x: {met})")
-        if work == "sensors" and ours:
-            o = ours[0]
-            verdict[f"{label} wall_s"] = round(o.wall_s, 2)
-            shown = "met" if o.wall_s < 10 else "NOT met"
-            print(f"{label} of {o.nodes} BMCs: {o.wall_s:.2f} s wall, {o.cpu_s:.2f} s CPU, sim {o.sim_cpu_s:.2f} s CPU"
-                  f" (goal < 10 s for 10,000: {shown if o.nodes >= 10000 else 'not at full scale'})")
+    verdict = summarize(rows, set(peers))
     if args.json:
         args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "verdict": verdict,
                                          "cpus": os.cpu_count()}, indent=2))
