@@ -126,3 +126,9 @@ async def test_mockup_tree(tmp_path, mockups):
             assert r.status == 204
         st, doc, _ = await get_json(client, n.bmc_url + sys_path)
         assert doc["PowerState"] == "Off"
+        # a single --mockup BMC serves identities verbatim; doubled slashes and a trailing slash resolve
+        captured = fleet.node(n.name).template.doc(sys_path)
+        assert doc["SerialNumber"] == captured["SerialNumber"] and doc["UUID"] == captured["UUID"]
+        for variant in ("/" + sys_path, sys_path + "/", sys_path.replace("/v1/", "//v1//")):
+            st, again, _ = await get_json(client, n.bmc_url + variant)
+            assert st == 200 and again["@odata.id"] == sys_path, variant

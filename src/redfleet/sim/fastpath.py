@@ -119,7 +119,9 @@ class FastProtocol(asyncio.Protocol):
     # ---- decisions -----------------------------------------------------------------------------------------
     def _can_serve(self, url: bytes) -> bool:
         node = self._node
-        if node is None or b"?" in url or b"%" in url or node.down or node.throttle_until or node.slow is not None:
+        if node is None or b"?" in url or b"%" in url or b"//" in url:
+            return False
+        if node.down or node.throttle_until or node.slow is not None:
             return False
         if node.bad_json or self._fleet.latency is not None:
             return False

@@ -60,6 +60,7 @@ class SimConfig:
     inband_port: int = 9400
     scenario: Path | str | None = None
     lemons: str | None = None
+    identity: bool | None = None  # per-node serials/UUIDs/MACs/host names; None = yes, except with `mockup`
     fast_path: bool = True  # answer plain authenticated GETs without aiohttp (see fastpath.py)
     backlog: int = 64
     nodes_per_rack: int = NODES_PER_RACK
@@ -130,6 +131,8 @@ class SimFleet:
         self.config = config
         self.log = log
         self.latency = LatencySpec.parse(config.latency) if config.latency is not None else None
+        # a single --mockup BMC serves its tree verbatim unless asked otherwise
+        self.identity = config.identity if config.identity is not None else config.mockup is None
         self._nodes: list[SimNode] = []
         self._order: list[Any] = []  # every node in index order (SimNode or LegacyIpmiNode)
         self._legacy: list[tuple[int, str, str, str, str, int]] = []

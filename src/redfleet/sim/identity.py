@@ -8,6 +8,7 @@ same MAC written ``7C:C2:…`` and ``7c:c2:…`` maps to the same address in the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import string
@@ -58,6 +59,7 @@ def is_identity_value(key: str, value: object) -> bool:
     return len(set(stripped.lower())) > 1  # 0000…, FFFF… are placeholders
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def derive(seed: int, index: int, value: str) -> str:
     """The node's version of a template identity value (same shape, deterministic)."""
     digest = hashlib.blake2b(f"{seed}:{index}:{value.upper()}".encode(), digest_size=64).digest()
@@ -66,16 +68,17 @@ def derive(seed: int, index: int, value: str) -> str:
     start = 2 if value.lower().startswith("0x") else 0
     if _MAC.match(value):
         start = 9  # keep the vendor OUI
+    hex_digits = _HEX_LO if any(x in "abcdef" for x in value) else _HEX_UP  # digits follow the letters' case
     out = list(value)
     for i in range(start, len(value)):
         c = value[i]
         b = stream[i]
-        if c in _DIGITS and not hexish:
-            out[i] = _DIGITS[b % 10]
-        elif hexish and (c in _HEX_UP or c in _HEX_LO):
-            out[i] = (_HEX_LO if c in _HEX_LO and c not in _DIGITS else _HEX_UP)[b % 16]
-            if c in _DIGITS:  # digits in a hex value take the case of the value's letters
-                out[i] = (_HEX_LO if any(x in "abcdef" for x in value) else _HEX_UP)[b % 16]
+        if c in _DIGITS:
+            out[i] = hex_digits[b % 16] if hexish else _DIGITS[b % 10]
+        elif hexish and c in _HEX_UP:
+            out[i] = _HEX_UP[b % 16]
+        elif hexish and c in _HEX_LO:
+            out[i] = _HEX_LO[b % 16]
         elif c in _UPPER:
             out[i] = _UPPER[b % 26]
         elif c in _LOWER:

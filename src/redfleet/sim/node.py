@@ -145,6 +145,8 @@ class SimNode:
         return derive(self.fleet.config.seed, self.index, value)
 
     def apply_identity(self, body: bytes, idents: tuple[str, ...]) -> bytes:
+        if not self.fleet.identity:
+            return body
         for v in idents:
             body = body.replace(v.encode(), self.ident(v).encode())
         return body

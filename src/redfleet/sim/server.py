@@ -89,6 +89,8 @@ class RedfishHandler:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         path = unquote(path)
+        if "//" in path:
+            path = re.sub("/{2,}", "/", path)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         method = request.method
@@ -187,8 +189,9 @@ class RedfishHandler:
             if err is not None:
                 return err
         expand = params.get("$expand")
+        seen: set[str] = set()
         if expand is not None:
-            err2 = self._expand(node, doc, expand)
+            err2 = self._expand(node, doc, expand, seen)
             if err2 is not None:
                 return err2
         select = params.get("$select")
@@ -197,14 +200,17 @@ class RedfishHandler:
                 return error_response(400, "QueryNotSupported")
             keep = {s.strip().split("/")[0] for s in select.split(",") if s.strip()}
             doc = {k: v for k, v in doc.items() if k in keep or k.startswith("@odata.")}
-        return self._json(node, canon, doc, head=head)
+        return self._json(node, canon, doc, head=head, idents=seen)
 
     def _json(self, node: SimNode, path: str, doc: Doc, status: int = 200, head: bool = False,
-              extra: dict[str, str] | None = None) -> web.Response:
+              extra: dict[str, str] | None = None, idents: set[str] | None = None) -> web.Response:
         body = orjson.dumps(doc)
-        idents = [v for v in node.template.idents if v.encode() in body]
+        res = node.template.resources.get(path)
+        found = set(res.idents) if res is not None else set()
         if idents:
-            body = node.apply_identity(body, tuple(idents))
+            found |= idents
+        if found:
+            body = node.apply_identity(body, tuple(sorted(found, key=len, reverse=True)))
         h = self._headers(node, path, JSON_TYPE)
         if extra:
             h.update(extra)
@@ -234,7 +240,7 @@ class RedfishHandler:
                 doc["Members@odata.nextLink"] = f"{path}?$skip={end}&$top={top - (end - skip)}"
         return None
 
-    def _expand(self, node: SimNode, doc: Doc, expand: str) -> web.Response | None:
+    def _expand(self, node: SimNode, doc: Doc, expand: str, seen: set[str]) -> web.Response | None:
         facts = node.facts
         if facts.expand_max_levels == 0:
             return error_response(400, "QueryNotSupported")
@@ -250,10 +256,10 @@ class RedfishHandler:
             if levels < 1 or levels > facts.expand_max_levels:
                 return error_response(400, "QueryParameterOutOfRange", levels, "$levels",
                                       f"1-{facts.expand_max_levels}")
-        self._expand_into(node, doc, mode, levels, in_links=False, top=True)
+        self._expand_into(node, doc, mode, levels, False, seen)
         return None
 
-    def _expand_into(self, node: SimNode, obj: Any, mode: str, levels: int, in_links: bool, top: bool) -> Any:
+    def _expand_into(self, node: SimNode, obj: Any, mode: str, levels: int, in_links: bool, seen: set[str]) -> Any:
         if levels <= 0:
             return obj
         if isinstance(obj, dict):
@@ -263,7 +269,7 @@ class RedfishHandler:
                 links = in_links or key in ("Links", "RelatedItem")
                 if isinstance(value, dict) and set(value) == {"@odata.id"} and not (key == "Oem"):
                     if (mode == "*") or (mode == "." and not links) or (mode == "~" and links):
-                        sub = self._sub(node, str(value["@odata.id"]), mode, levels - 1)
+                        sub = self._sub(node, str(value["@odata.id"]), mode, levels - 1, seen)
                         if sub is not None:
                             obj[key] = sub
                 elif isinstance(value, list):
@@ -271,27 +277,35 @@ class RedfishHandler:
                         if isinstance(item, dict) and set(item) == {"@odata.id"}:
                             expand_it = (mode == "*") or (mode == "." and not links) or (mode == "~" and links)
                             if expand_it:
-                                sub = self._sub(node, str(item["@odata.id"]), mode, levels - 1)
+                                sub = self._sub(node, str(item["@odata.id"]), mode, levels - 1, seen)
                                 if sub is not None:
                                     value[i] = sub
                         elif isinstance(item, dict):
-                            self._expand_into(node, item, mode, levels, links, False)
+                            self._expand_into(node, item, mode, levels, links, seen)
                 elif isinstance(value, dict):
-                    self._expand_into(node, value, mode, levels, links, False)
+                    self._expand_into(node, value, mode, levels, links, seen)
         return obj
 
-    def _sub(self, node: SimNode, uri: str, mode: str, levels: int) -> Doc | None:
+    def _sub(self, node: SimNode, uri: str, mode: str, levels: int, seen: set[str]) -> Any:
         canon = node.resolve(uri.split("?", 1)[0].split("#", 1)[0])
         if canon is None or not node.visible(canon) or "/JsonSchemas" in canon or "/Registries" in canon:
             return None
         sess = node.session_by_path(canon)
         if sess is not None:
             return node.session_doc(sess)
+        if levels <= 0:
+            # a leaf: embed the member exactly as a GET of it answers (identity and ETag applied), no re-parse
+            out = node.render_bytes(canon)
+            if out is None or out[1] != JSON_TYPE:
+                return None
+            return orjson.Fragment(out[0])
         doc = node.render_doc(canon)
         if doc is None:
             return None
-        if levels > 0:
-            self._expand_into(node, doc, mode, levels, False, False)
+        res = node.template.resources.get(canon)
+        if res is not None and res.idents:
+            seen.update(res.idents)
+        self._expand_into(node, doc, mode, levels, False, seen)
         return doc
 
     def _task_monitor(self, node: SimNode, tid: str) -> web.Response:
