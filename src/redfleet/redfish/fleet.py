@@ -216,3 +216,71 @@ class FleetPoller:
                     return NodeResult(t.name, t.url, False, None, exc, time.monotonic() - t0)
 
         return list(await asyncio.gather(*(one(t) for t in self.targets)))
+
+
+# ---- several worker processes ------------------------------------------------------------------------------------
+
+
+class _RemoteError(RedfishError):
+    """An error raised in a worker process, carried back as its stable summary (kind, message, bmc, uri)."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__(str(summary.get("message", "")), bmc=summary.get("bmc"), uri=summary.get("uri"),
+                         status=summary.get("status"), message_ids=summary.get("message_ids"))
+        self.kind = str(summary.get("kind", "error"))
+        self.summary = summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.summary)
+
+
+def _worker(args: tuple[list[NodeTarget], str, FleetOptions]) -> list[tuple[str, str, bool, Any, Any, float]]:
+    targets, op_path, options = args
+    import importlib
+
+    mod_name, _, fn_name = op_path.rpartition(".")
+    op = getattr(importlib.import_module(mod_name), fn_name)
+
+    async def main() -> list[NodeResult[Any]]:
+        return await run_fleet(targets, op, options=options)
+
+    try:
+        import uvloop
+
+        results = uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        results = asyncio.run(main())
+    return [(r.name, r.url, r.ok, r.value, r.error_dict(), r.duration_s) for r in results]
+
+
+def run_fleet_processes(
+    targets: Sequence[NodeTarget],
+    op: str,
+    *,
+    options: FleetOptions | None = None,
+    workers: int = 2,
+    on_result: Callable[[NodeResult[Any]], None] | None = None,
+) -> list[NodeResult[Any]]:
+    """:func:`run_fleet` spread over ``workers`` processes (one event loop per core): for fleets whose parsing
+    work outgrows one core. ``op`` names a module-level coroutine function (``"redfleet.redfish.inventory.
+    collect_inventory"``); results come back in the targets' order, errors as their stable summaries. Pin stores
+    are not shared between processes: give fingerprints (fleet file) or a JSON/DB store each process can open."""
+    import concurrent.futures
+    import multiprocessing
+
+    opts = options or FleetOptions()
+    workers = max(1, min(workers, len(targets) or 1))
+    per = FleetOptions(**{**opts.__dict__, "concurrency": max(1, opts.concurrency // workers),
+                          "global_requests": max(1, opts.global_requests // workers)})
+    shards = [list(targets[i::workers]) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    out: dict[str, NodeResult[Any]] = {}
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+        futs = [ex.submit(_worker, (shard, op, per)) for shard in shards if shard]
+        for fut in concurrent.futures.as_completed(futs):
+            for name, url, ok, value, err, dur in fut.result():
+                res: NodeResult[Any] = NodeResult(name, url, ok, value, _RemoteError(err) if err else None, dur)
+                out[name] = res
+                if on_result is not None:
+                    on_result(res)
+    return [out[t.name] for t in targets]

@@ -72,6 +72,14 @@ class JsonFilePinStore:
                 raise ValueError(f"pin file {self.path} must hold a JSON object")
             self._pins = {bmc_key(k): normalize_fingerprint(str(v)) for k, v in data.items()}
 
+    def __getstate__(self) -> dict[str, object]:  # picklable for worker processes (the lock is per process)
+        return {"path": self.path, "pins": self._pins}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.path = state["path"]  # type: ignore[assignment]
+        self._pins = state["pins"]  # type: ignore[assignment]
+        self._lock = threading.Lock()
+
     def get(self, bmc: str) -> str | None:
         return self._pins.get(bmc_key(bmc))
 
