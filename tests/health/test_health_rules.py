@@ -87,3 +87,28 @@ def test_durations():
     for bad in ("soon", "-5s", -1, True):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_event_rule_on_xid_codes_and_message_id():
+    rules = loads_rules(
+        "rules:\n"
+        "- {id: page-on-79, kind: event, component: gpu, severity: critical, classification: suspect,\n"
+        "   action: CONTACT_SUPPORT, hold: 2h, match: {source: inband, codes: [79, 154]},\n"
+        "   recurrence: {count: 2, window: 1h, then: {action: RESTART_BM}}}\n"
+        "- {id: psu-lost, kind: event, component: psu, severity: warning, action: REPLACE_PSU,\n"
+        "   match: {source: bmc, message_id: 'PSU0003|PowerSupplyFailed'}}\n", builtin=True)
+    d = EngineDriver(rules=rules)
+    d.alive("n", 0, 1)
+    d.xid("n", 2.0, 13, gpu=1)  # not a code the site rule names
+    assert d.reason("n", "page-on-79") is None
+    d.xid("n", 3.0, 79, gpu=1)
+    r = d.reason("n", "page-on-79", "gpu:1")
+    assert r is not None and r.action == "CONTACT_SUPPORT" and r.severity == "critical"
+    assert d.reason("n", "xid.79") is not None  # the catalog still judges it too
+    d.xid("n", 4.0, 79, gpu=1)
+    assert d.reason("n", "page-on-79", "gpu:1").action == "RESTART_BM"
+    d.bmc_event("n", 5.0, "Power supply 2 failed.", "iDRAC.2.9.PSU0003", "Critical", component="psu:PSU2")
+    assert d.reason("n", "psu-lost", "psu:PSU2") is not None
+    assert d.reason("n", "bmc-critical-event") is None  # a specific rule explained it
+    d.at(5.0 + 3 * 3600)
+    assert d.reason("n", "page-on-79") is None and d.reason("n", "psu-lost") is None  # holds expired

@@ -292,6 +292,7 @@ class HealthEngine:
         self._by_metric: dict[str, list[_MetricRT]] = {}
         self._refs: set[str] = set()
         self._event_rules: list[EventRule] = []
+        self._xid_event_rules = False
         self._xid: XidRule | None = None
         self._node_rules: dict[str, NodeRule] = {}
         self._comp_rules: list[ComponentHealthRule] = []
@@ -302,6 +303,7 @@ class HealthEngine:
                     self._refs.add(r.condition.value_metric)
             elif isinstance(r, EventRule):
                 self._event_rules.append(r)
+                self._xid_event_rules = self._xid_event_rules or r.match.codes is not None
             elif isinstance(r, XidRule):
                 self._xid = r
             elif isinstance(r, NodeRule):
@@ -493,6 +495,9 @@ class HealthEngine:
                 if gpu is None and bus:
                     gpu = n.bus_gpu.get(norm_bus(bus) or "")
                 self._xid_event(n, int(code), gpu, bus, message, ts)
+                if self._xid_event_rules:  # site rules on Xid codes ("page on Xid 79"), beside the catalog
+                    comp = f"gpu:{gpu}" if gpu is not None else None
+                    self._match_event_rules(n, "inband", "xid", None, message, None, ts, comp, int(code))
                 return
         self._match_event_rules(n, "inband", kind, None, message, None, ts, None)
 
@@ -512,12 +517,16 @@ class HealthEngine:
         self._match_event_rules(n, "bmc", None, ev.message_id, ev.message, ev.severity, ev.ts, ev.component)
 
     def _match_event_rules(self, n: _Node, source: str, kind: str | None, message_id: str | None, message: str,
-                           severity: str | None, ts: float, component: str | None) -> None:
+                           severity: str | None, ts: float, component: str | None, code: int | None = None) -> None:
+        """Event rules on one event. An Xid (``code``) only meets rules that name codes; a rule that matches on
+        nothing but severity is a catch-all, used only when no specific rule matched."""
         specific_hit = False
         catch_all: list[EventRule] = []
         for r in self._event_rules:
             m = r.match
             if m.source not in ("any", source):
+                continue
+            if (code is not None) != (m.codes is not None) or (code is not None and code not in (m.codes or ())):
                 continue
             if m.kinds is not None and kind not in m.kinds:
                 continue
@@ -538,7 +547,8 @@ class HealthEngine:
 
     def _hit(self, n: _Node, r: EventRule, ts: float, message: str, message_id: str | None,
              component: str | None) -> None:
-        comp = component or r.component
+        comp = component if component and (r.component in ("node", "gpu") or component.startswith(r.component)) \
+            else r.component
         key = (r.id, comp)
         times, _, _ = n.hits.get(key, ([], "", {}))
         keep = max(r.hold, r.recurrence.window if r.recurrence else 0.0)
