@@ -132,3 +132,15 @@ async def test_mockup_tree(tmp_path, mockups):
         for variant in ("/" + sys_path, sys_path + "/", sys_path.replace("/v1/", "//v1//")):
             st, again, _ = await get_json(client, n.bmc_url + variant)
             assert st == 200 and again["@odata.id"] == sys_path, variant
+
+
+async def test_captured_pages_are_one_collection(tmp_path):
+    async with fleet_and_client(tmp_path, mix={"dgx": 1}, http=True, base_address="127.10.5.1") as (fleet, client):
+        url = fleet.nodes[0].bmc_url + "/redfish/v1/Chassis/DGX/Sensors"
+        st, doc, _ = await get_json(client, url)
+        assert st == 200 and len(doc["Members"]) == doc["Members@odata.count"] > 75
+        assert "Members@odata.nextLink" not in doc  # the capture merged the BMC's pages into the first one
+        st, page, _ = await get_json(client, url + "?$skip=75&$top=10")
+        assert [m["@odata.id"] for m in page["Members"]] == [m["@odata.id"] for m in doc["Members"][75:85]]
+        st, rest, _ = await get_json(client, url + "?$skip=75")
+        assert len(rest["Members"]) == len(doc["Members"]) - 75 and "Members@odata.nextLink" not in rest

@@ -146,11 +146,6 @@ class RedfishHandler:
 
     def get(self, node: SimNode, path: str, query: str, head: bool = False) -> web.StreamResponse:
         tpl = node.template
-        if query:
-            captured = tpl.resources.get(f"{path}?{unquote(query)}")
-            if captured is not None and not node.created:
-                return web.Response(body=None if head else node.apply_identity(captured.body, captured.idents),
-                                    headers=self._headers(node, path, captured.ctype))
         m = _MONITOR.match(path)
         if m:
             return self._task_monitor(node, m.group(1))

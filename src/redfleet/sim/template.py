@@ -132,6 +132,8 @@ class Template:
             if dirpath == base_str:
                 continue  # README and friends; served trees start one level down (redfish/, schemas/, ...)
             rel = dirpath[cut:].replace(os.sep, "/")
+            if "?" in rel:
+                continue  # captured later pages ("Sensors?$skip=75"): the first page already holds every member
             for fname in files:
                 if fname == "index.json" or fname == "index.xml":
                     path = rel
@@ -152,6 +154,13 @@ class Template:
                 except orjson.JSONDecodeError:
                     tpl.resources[path] = Res(raw, JSON_TYPE)
                     continue
+                if (
+                    isinstance(parsed, dict)
+                    and isinstance(parsed.get("Members"), list)
+                    and "Members@odata.nextLink" in parsed
+                    and len(parsed["Members"]) >= int(parsed.get("Members@odata.count") or 0)
+                ):
+                    del parsed["Members@odata.nextLink"]  # Mockup Creator merged the pages into the first one
                 res = Res(orjson.dumps(parsed), JSON_TYPE)
                 if isinstance(parsed, dict):
                     res.is_collection = isinstance(parsed.get("Members"), list)
@@ -213,6 +222,22 @@ def _collect_identity(obj: Any, path: str, found: dict[str, tuple[str, IdentKind
 _CAPTURE_HOST = re.compile(rb'Uri="https?://(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?/')
 
 _CACHE: dict[tuple[str, bool], Template] = {}
+
+
+def _code_hash() -> bytes:
+    """The code that shapes a parsed template, as imported by this process (not as it is on disk now)."""
+    h = hashlib.sha1()
+    from redfleet.sim import identity
+
+    for mod in (__file__, identity.__file__):
+        try:
+            h.update(Path(mod).read_bytes())
+        except OSError:
+            h.update(mod.encode())
+    return h.digest()
+
+
+_CODE_HASH = _code_hash()
 _LOCK = threading.Lock()
 
 
@@ -242,9 +267,7 @@ def _disk_cache_path(root: Path, case_insensitive: bool) -> Path | None:
         shared = mockups_dir().resolve()
         if shared not in root.parents:
             return None  # a user's tree may change: always read it
-        code = hashlib.sha1()
-        for mod in ("template.py", "identity.py"):
-            code.update((Path(__file__).parent / mod).read_bytes())
+        code = hashlib.sha1(_CODE_HASH)
         code.update(f"{root}|{case_insensitive}|{root.stat().st_mtime_ns}".encode())
     except OSError:
         return None
