@@ -108,22 +108,16 @@ async def run_mode(feeder: SimFeeder, mode: str, rounds: int, url: str, paced: b
     per_round: list[float] = []
     next_at = time.monotonic()
     for _ in range(rounds):
-        r0 = time.perf_counter()
-        built = await feeder.build()
-        r1 = time.perf_counter()
-        items = [(orjson.dumps(b), "tok") for _n, b in built]
-        statuses = await feeder.client.post_many(items)
-        r2 = time.perf_counter()
-        build += r1 - r0
-        send += r2 - r1
-        batches += len(built)
-        samples += sum(len(b["samples"]) for _n, b in built)
-        failed += sum(1 for s in statuses if not 200 <= s < 300)
-        per_round.append(r2 - r0)
+        st = await feeder.tick()
+        build += st.build_s
+        send += st.send_s
+        batches += st.nodes
+        samples += st.samples
+        failed += st.failed
+        per_round.append(st.seconds)
         if paced:
             next_at += feeder.interval
-            with contextlib.suppress(ValueError):
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     wall = time.perf_counter() - t0
     c1 = cpu()
     rs1 = await receiver_stats(url)
@@ -168,8 +162,9 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
         rows.append(await run_mode(held, f"held({args.refresh:g}s), 1 Hz paced", args.held_rounds, base,
                                    paced=True))
         # the HTTP side alone: the same bodies through the pipelined client and through the aiohttp peer
-        built = await exact.build()
+        built = await exact.build(names=exact.node_names()[:args.http_nodes])
         bodies = [orjson.dumps(b) for _n, b in built]
+        del built
         client = PipelinedClient(ingest_url(base), connections=args.connections, depth=args.depth)
         await client.post_many([(b, "tok") for b in bodies[:100]])
         t, c = time.perf_counter(), cpu()
@@ -200,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--depth", type=int, default=64)
+    ap.add_argument("--http-nodes", type=int, default=5000, help="batches in the HTTP-only comparison")
     ap.add_argument("--quick", action="store_true", help="1,000 nodes")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
@@ -210,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
         res = asyncio.run(main_async(args, f"http://{RECEIVER_ADDR}:{port}"))
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     finally:
         proc.terminate()
         with contextlib.suppress(Exception):
@@ -221,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['mode']:<26} {r['nodes']:>6} {r['rounds']:>6} {r['batches_per_s']:>10} {r['samples_per_s']:>11} "
               f"{rs[len(rs) // 2]:>11.3f} {rs[-1]:>6.2f} {r['build_s']:>8.2f} {r['send_s']:>7.2f} "
               f"{r['cpu_s']:>6.1f} {r['receiver_cpu_s']:>8.1f} {r['failed']:>6}")
+    print(f"feeder peak RSS {res['peak_rss_mb']} MB (simulator included)")
     h = res["http"]
     print(f"\nHTTP only, {h['batches']} batches ({h['bytes'] / 1e6:.0f} MB): pipelined {h['pipelined_batches_per_s']}/s"
           f" ({h['pipelined_cpu_s']} CPU s) vs aiohttp one-POST-each {h['aiohttp_batches_per_s']}/s "

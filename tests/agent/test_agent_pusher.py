@@ -117,3 +117,23 @@ async def test_pipelined_client_server_down_gives_zero_status():
     assert await c.post_many([(b"{}", "t")] * 4) == [0, 0, 0, 0]
     assert c.errors >= 1 and c.last_error
     await c.close()
+
+
+async def test_agent_loop_buffers_while_serve_is_down_then_catches_up():
+    from redfleet.agent.core import Agent
+
+    port = _free_port()
+    ag = Agent("node-7", source="none")
+    async with Pusher(f"http://{ADDR}:{port}", "tok", retries=2, backoff=0.01, timeout=1.0) as p:
+        assert await ag.run(p, interval=0.05, count=3) == 3
+        assert p.pending == 3 and p.stats.sent == 0
+        r = await Receiver(host=ADDR).start(port)
+        try:
+            await ag.run(p, interval=0.05, count=1)
+            assert p.pending == 0
+            assert [b.node for b in r.batches] == ["node-7"] * 4
+            assert [b.sent_at for b in r.batches] == sorted(b.sent_at for b in r.batches)  # oldest first
+            assert all(b.os_state == "up" for b in r.batches)
+        finally:
+            await r.stop()
+    await ag.close()

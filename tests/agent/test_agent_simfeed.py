@@ -10,11 +10,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from agent_receiver import Receiver
 
 from redfleet.agent.core import Agent
-from redfleet.agent.simfeed import SimFeeder
+from redfleet.agent.simfeed import NodeFeedState, SimFeeder, batch_from_inband, encode_batch
 from redfleet.model.ingest import IngestBatch
 from redfleet.sim import SimConfig, SimFleet
 
@@ -209,3 +210,42 @@ async def test_cli_once_pushes_and_prints(fleet: SimFleet, rx: Receiver, tmp_pat
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     out, err = await asyncio.wait_for(p.communicate(), 60)
     assert p.returncode == 1 and b"401" in err
+
+
+async def test_encoded_batch_equals_the_dict_form(fleet: SimFleet):
+    name, n_gpus = _gpu_node(fleet)
+    fleet.dynamics.inject(name, "xid", gpu=1, xid=48)
+    async with SimFeeder("http://127.18.0.9:9", "t", fleet=fleet, refresh=3600) as f:
+        st = NodeFeedState()
+        doc = f._local_doc(name, st, 100.0, True)
+        assert doc["nvme"] and doc["gpus"]
+        for now in (100.0, 101.5):  # the second time from the cached fragment, timestamps replaced
+            enc = encode_batch(doc, NodeFeedState() if now == 100.0 else st, now)
+            assert enc is not None
+            body, n_samples, n_events = enc
+            want = orjson.loads(orjson.dumps(batch_from_inband(doc, NodeFeedState(), now)))
+            got = orjson.loads(body)
+            assert got == want
+            assert n_samples == len(want["samples"]) > n_gpus * 30 and n_events == len(want["events"]) >= 1
+            assert {s["ts"] for s in got["samples"]} == {now}
+            IngestBatch.model_validate_json(body)
+            if now == 100.0:
+                encode_batch(doc, st, now)  # fill st's cache
+                st.seen_xids = set()  # (so the Xid line is new again, as for the fresh state it is compared with)
+
+
+async def test_nvme_fault_sends_the_logs_at_once(fleet: SimFleet, rx: Receiver):
+    name = fleet.nodes[0].name
+    async with SimFeeder(rx.url, TOKENS, fleet=fleet, nvme_every=3600) as feeder:
+        await feeder.tick()
+        await feeder.tick()
+        assert _last(rx, name).nvme == []  # not due again for an hour
+        fleet.dynamics.inject(name, "nvme-wear", target=1)
+        await feeder.tick()
+        b = _last(rx, name)
+        assert len(b.nvme) >= 2 and b.nvme[1].smart["critical_warning"] & 0x4
+        warn = {s.labels["device"]: s.value for s in b.samples if s.metric == "REDFLEET_NVME_CRITICAL_WARNING"}
+        assert warn["nvme1"] >= 4 and warn["nvme0"] == 0
+    async with SimFeeder(rx.url, TOKENS, fleet=fleet, nvme_every=0) as never:
+        await never.tick()
+        assert _last(rx, name).nvme == []

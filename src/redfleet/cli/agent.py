@@ -79,7 +79,8 @@ def agent(
         raise typer.BadParameter(f"{kmsg}: no such file", param_hint="--kmsg")
     ag = Agent(node, source=source, nvml=nvml_mod, dcgm_url=dcgm_exporter,
                kmsg=KmsgSource(kmsg, from_start=from_start or once) if kmsg else None,
-               journal=JournalSource(since="-10min" if once else "now") if journal else None,
+               journal=(JournalSource(["journalctl", "-k", "-o", "json", "--no-pager", "--since", "-10min"])
+                        if once else JournalSource()) if journal else None,
                nvme=NvmeCollector(raw=nvme_raw) if nvme else None, nvme_interval=nvme_interval,
                gpus_expected=gpus_expected)
 
