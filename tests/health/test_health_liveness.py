@@ -75,6 +75,17 @@ def test_nothing_answers_is_node_unreachable_only():
     assert d.state("n") == "unhealthy"
 
 
+def test_a_node_never_heard_from_is_unknown():
+    d = EngineDriver()
+    d.at(0.0)
+    assert d.engine.node_health("ghost").state == "unknown"
+    for t in range(0, 60, 5):
+        d.engine.observe_reachability("ghost", False, float(t), error="connection refused")
+        d.at(float(t))
+    h = d.engine.node_health("ghost")
+    assert h.state == "unknown" and [r.rule for r in h.reasons] == ["node-unreachable"]
+
+
 def test_the_three_failures_are_told_apart():
     d = EngineDriver()
     for n in ("bmc", "hung", "silent"):

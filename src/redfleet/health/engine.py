@@ -570,6 +570,7 @@ class HealthEngine:
             if n.bmc_ok is not True:
                 n.bmc_ok = True
                 n.bmc_fail_since = None
+                n.seen = True
                 self._mark(n)
         else:
             n.bmc_error = error
@@ -797,6 +798,8 @@ class HealthEngine:
             self._schedule(n, min(future))
         if n.bmc_ok is None and n.agent_last is None and not n.seen and not reasons:
             new_state = "unknown"
+        elif not n.seen and n.agent_last is None and all(r.rule == "node-unreachable" for r in reasons) and reasons:
+            new_state = "unknown"  # never heard from at all: nothing is known about its hardware
         else:
             new_state = state_of(reasons)
         old_keys = {r.key: r for r in n.reasons}
