@@ -172,3 +172,18 @@ def test_ipmi_target_power_and_sensors() -> None:
         assert res.exit_code == 2  # inventory needs Redfish: said clearly
     finally:
         sim.stop()
+
+
+def test_inventory_fleet_with_worker_processes(bmcs: BMCThread, tmp_path: Path) -> None:
+    a = bmcs.add("dell", "127.13.20.7")
+    b = bmcs.add("supermicro", "127.13.20.8")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "credentials:\n  lab: {username: root, password: calvin}\nnodes:\n"
+        f"  - {{name: a, bmc_url: '{a.url}', credential: lab}}\n"
+        f"  - {{name: b, bmc_url: '{b.url}', credential: lab}}\n"
+    )
+    res = runner.invoke(app, ["inventory", "--fleet", str(fleet), "--json", "--workers", "2", "--insecure"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert len(rows["a"]["inventory"]["gpus"]) == 1 and len(rows["b"]["inventory"]["gpus"]) == 8

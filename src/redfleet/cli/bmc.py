@@ -131,7 +131,13 @@ def _run(
     ipmi_op: Callable[[Any], Awaitable[Any]] | None,
     label: str,
     progress: bool,
+    workers: int = 1,
 ) -> list[NodeResult[Any]]:
+    if workers > 1 and not any(t.is_ipmi for t in targets):
+        from redfleet.redfish.fleet import run_fleet_processes
+
+        return run_fleet_processes(targets, f"{op.__module__}.{op.__qualname__}", options=options, workers=workers)
+
     async def main() -> list[NodeResult[Any]]:
         if not progress:
             return await run_fleet(targets, op, options=options, ipmi_op=ipmi_op)
@@ -287,6 +293,7 @@ def register(app: typer.Typer) -> None:
         timeout: float | None = _TIMEOUT,
         transport: str = _TRANSPORT,
         concurrency: int = _CONC,
+        workers: int = typer.Option(1, "--workers", help="worker processes for big fleets (one event loop each)"),
         verbose: bool = _VERBOSE,
     ) -> None:
         """Hardware inventory of one BMC (URL) or of every node in a fleet file (--fleet FILE)."""
@@ -299,7 +306,10 @@ def register(app: typer.Typer) -> None:
                         and ca_bundle is None, timeout, transport, concurrency)
         if any(t.is_ipmi for t in targets) and single:
             raise typer.BadParameter("inventory needs Redfish; ipmi:// BMCs offer power and sensors only")
-        results = _run(targets, collect_inventory, opts, None, "inventory", progress=not single)
+        if workers > 1 and isinstance(opts.pin_store, _AcceptingPinStore):
+            raise typer.BadParameter("--accept-new-cert works with one process; drop --workers")
+        results = _run(targets, collect_inventory, opts, None, "inventory", progress=not single and workers <= 1,
+                       workers=workers)
         if as_json:
             if single:
                 r = results[0]
