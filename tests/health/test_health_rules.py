@@ -112,3 +112,31 @@ def test_event_rule_on_xid_codes_and_message_id():
     assert d.reason("n", "bmc-critical-event") is None  # a specific rule explained it
     d.at(5.0 + 3 * 3600)
     assert d.reason("n", "page-on-79") is None and d.reason("n", "psu-lost") is None  # holds expired
+
+
+def test_custom_absent_and_rate_conditions():
+    rules = loads_rules(
+        "rules:\n"
+        "- {id: gpu-telemetry-gone, kind: metric, metric: DCGM_FI_DEV_POWER_USAGE, severity: warning,\n"
+        "   action: INVESTIGATE, for: 20s, condition: {type: absent}}\n"
+        "- {id: pcie-replays, kind: metric, metric: DCGM_FI_DEV_PCIE_REPLAY_COUNTER, severity: warning,\n"
+        "   action: CHECK_MECHANICALS, condition: {type: rate, op: '>', value: 10, window: 1m, per: 1m},\n"
+        "   message: 'GPU {gpu}: {value:.0f} PCIe replays/min'}\n", builtin=True)
+    d = EngineDriver(rules=rules)
+    for t in range(0, 10):
+        d.gpu("n", float(t), gpu=0, DCGM_FI_DEV_POWER_USAGE=300)
+        d.gpu("n", float(t), gpu=1, DCGM_FI_DEV_POWER_USAGE=310)
+    for t in range(10, 40):  # GPU 1 stops reporting power; GPU 0 and the agent go on
+        d.gpu("n", float(t), gpu=0, DCGM_FI_DEV_POWER_USAGE=300)
+        if t < 29:
+            assert d.reason("n", "gpu-telemetry-gone") is None
+    assert d.reason("n", "gpu-telemetry-gone").component == "gpu:1"
+    d.gpu("n", 40.0, gpu=1, DCGM_FI_DEV_POWER_USAGE=305)
+    assert d.reason("n", "gpu-telemetry-gone") is None
+    v = 0.0
+    for t in range(41, 100):  # 5 replays a second = 300 a minute
+        v += 5
+        d.gpu("n", float(t), gpu=2, DCGM_FI_DEV_PCIE_REPLAY_COUNTER=v, DCGM_FI_DEV_POWER_USAGE=300)
+    r = d.reason("n", "pcie-replays")
+    assert r.component == "gpu:2" and r.message.endswith("PCIe replays/min") and r.details["value"] > 10
+    assert d.reason("n", "pcie-replays").since < 60  # a rate over 10/min after a few seconds of 300/min

@@ -413,6 +413,12 @@ class HealthEngine:
         if st.active and rt.rule.action_by_value and value != st.value:
             self._mark(n)  # the recommended action follows the value
         st.value = value
+        if rt.ctype == "absent":  # a sample: present; the timer checks the silence
+            if st.active:
+                st.active = False
+                self._mark(n)
+            self._schedule(n, ts + rt.rule.for_)
+            return
         model = n.model_of(st.gpu)
         if rt.ctype in ("delta", "rate"):
             prev = st.prev
@@ -842,11 +848,14 @@ class HealthEngine:
                     due.append(st.false_since + rule.clear_for)
             elif rt.ctype == "absent":
                 silent = now - st.last_ts
-                if silent >= rule.for_ and not st.active:
-                    st.active, st.active_since = True, st.last_ts + rule.for_
-                elif silent < rule.for_:
+                agent_ok = n.agent_last is not None and now - n.agent_last < self._agent_timeout()
+                if silent >= rule.for_ and agent_ok:  # the agent reports, this series does not
+                    if not st.active:
+                        st.active, st.active_since = True, st.last_ts + rule.for_
+                else:
                     st.active = False
-                    due.append(st.last_ts + rule.for_)
+                    if silent < rule.for_:
+                        due.append(st.last_ts + rule.for_)
             if not st.active:
                 if rt.stateless and st.true_since is None:
                     self._drop_cond(n, key)
