@@ -134,3 +134,9 @@ def test_metrics_can_require_auth(store: FleetStore, engine: RecordingEngine) ->
     with TestClient(create_app(store, engine=engine, dev_token=DEV, metrics_auth=True)) as c:
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"Authorization": f"Bearer {DEV}"}).status_code == 200
+
+
+def test_ingest_rejects_garbage_bodies(client: TestClient) -> None:
+    for body in (b"\xff\xfex", b"null", b"[]", b'{"node": ""}', b"{" * 5000):
+        r = client.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (body[:20], r.status_code, r.text[:200])
