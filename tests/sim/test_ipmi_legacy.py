@@ -130,8 +130,7 @@ def test_ipmitool_authentication(sim):
 @needs_ipmitool
 def test_ipmitool_fan_fault_shows_in_sensors_sel_and_chassis(sim):
     node = sim.nodes[3]
-    sim_thread_call = node.inject  # attribute writes are atomic; the loop thread reads them on the next packet
-    sim_thread_call("fan", fan=2)
+    node.inject("fan", target=1)  # 0-based as the fault engine counts: FAN2
     try:
         sensors = ipmitool(sim, 3, "sensor", "list").stdout
         fan2 = next(line for line in sensors.splitlines() if line.startswith("FAN2"))
@@ -141,6 +140,8 @@ def test_ipmitool_fan_fault_shows_in_sensors_sel_and_chassis(sim):
     finally:
         node.clear()
     assert "Cooling/Fan Fault    : false" in ipmitool(sim, 3, "chassis", "status").stdout
+    with pytest.raises(ValueError, match="xid"):
+        node.inject("xid")
 
 
 @needs_ipmitool
@@ -261,3 +262,19 @@ async def test_many_nodes_share_one_loop():
 
             results = await asyncio.gather(*(status(i) for i in range(0, 300, 10)))
             assert results == ["Chassis Power is on"] * 30
+
+
+def test_psu_fault_sets_failure_state_and_sel_then_clears():
+    node = IpmiFleet(["127.12.1.50"]).nodes[0]
+    assert node.sensor_reading(0x40) == bytes([0x00, 0xC0, 0x01, 0x80])  # PS1: presence detected
+    before = len(node.sel_entries())
+    node.inject("psu", target=0)
+    assert node.sensor_reading(0x40)[2] == 0x03  # presence + failure detected
+    assert node.sensor_reading(0x41)[2] == 0x01  # PS2 unaffected
+    assert node._chassis_status(b"")[0] & 0x08  # main power fault
+    entries = node.sel_entries()
+    assert len(entries) == before + 1 and entries[-1][10] == ipmi.rec.SENSOR_POWER_SUPPLY
+    node.clear()
+    assert node.sensor_reading(0x40)[2] == 0x01
+    assert node.sel_entries()[-1][12] & 0x80  # deassertion logged
+    assert node.power_state == "On"  # one PSU of two lost: the host keeps running

@@ -605,8 +605,11 @@ class LegacyIpmiNode(pyghmi_bmc.Bmc):
 
     # ---------------------------------------------------------------- faults (for the fault injector)
     def inject(self, kind: str, **params: Any) -> None:
-        """Apply a fault as legacy hardware shows it: ``fan`` (``fan=N``, 1-based), ``psu`` (``psu=N``),
-        ``inlet-overtemp``, ``os-hang``, ``bmc-down``. SEL records the assertion."""
+        """Apply a fault as legacy hardware shows it: ``fan`` (``fan=N``, 1-based, or ``target=N`` 0-based as the
+        fault engine counts), ``psu`` (``psu=N`` / ``target=N``), ``inlet-overtemp``, ``os-hang``, ``bmc-down``.
+        SEL records the assertion. Other kinds raise ValueError (a legacy node has no GPU, no Redfish)."""
+        if params.get("target") is not None:
+            params.setdefault(kind, int(params["target"]) + 1)
         now = self.clock.now()
         self.advance(now)
         faults = self.faults if self.faults is not None else {}
