@@ -169,8 +169,9 @@ def test_xid74_nvlink_registers_decide():
     assert r.action == "RESET_GPU" and r.details["link"] == 3 and r.details["verdicts"] == ["diag_repeat"]
     d.xid("l", 6.0, 74, gpu=1, message="NVLink: error detected on link 1(0x100, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0)")
     assert d.reason("l", "xid.74", "gpu:1").action == "CHECK_MECHANICALS"
-    d.xid("l", 7.0, 74, gpu=2, message="NVLink: error detected on link 2(0x800001, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0)")
-    assert d.reason("l", "xid.74", "gpu:2") is None  # bits 0 and 23: safe to ignore
+    for t in (7.0, 7.1, 7.2):  # bits 0 and 23: safe to ignore, however often
+        d.xid("l", t, 74, gpu=2, message="NVLink: error detected on link 2(0x800001, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0)")
+    assert d.reason("l", "xid.74", "gpu:2") is None
     for t in (8.0, 9.0, 10.0):  # ECC/parity bit on the same link more than twice: report
         d.xid("l", t, 74, gpu=3, message="NVLink: error on link 4(0x10, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0)")
     assert d.reason("l", "xid.74", "gpu:3").action == "CONTACT_SUPPORT"

@@ -990,6 +990,8 @@ class HealthEngine:
             others = [o for o in by_comp[comp] if o.code != code and abs(o.ts - last.ts) <= x.correlate]
             recovery = n.recovery.get(last.gpu)
             sev, cls, action, extra = self._xid_decide(code, bucket, pol, last.message, others, recovery)
+            if action == "IGNORE":  # the catalog says so (not solo 45, ignorable NVLink bits ...): never escalates
+                continue
             recent = [o for o in occs if o.ts > now - x.recurrence.window]
             escalated = len(recent) >= x.recurrence.count
             if escalated:
