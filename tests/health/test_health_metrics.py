@@ -84,6 +84,7 @@ def test_nvlink_error_rate_fires_and_clears_as_the_window_slides():
     for t in range(0, 60):  # a slow trickle: 1 error / s = 60 in the window: under 100
         v += 1
         d.gpu("n", float(t), gpu=3, **{crc: v})
+        d.gpu("n", float(t), gpu=3, labels={"nvlink": "2"}, **{crc: 1000.0 * t})  # per link: not this rule's
     assert d.reason("n", "nvlink-crc-errors") is None
     for t in range(60, 90):  # a burst
         v += 10

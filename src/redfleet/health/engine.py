@@ -166,9 +166,10 @@ class _MetricRT:
         return self._pick(self.clear_by_model, self.clear, model)
 
     def labels_match(self, labels: Mapping[str, str]) -> bool:
+        """Each rule label's regex must match the sample's label in full; a missing label reads as "" (so
+        ``{nvlink: ""}`` selects the per-GPU totals, not the per-link series)."""
         for k, rx in self.label_res:
-            v = labels.get(k)
-            if v is None or not rx.fullmatch(v):
+            if not rx.fullmatch(labels.get(k, "")):
                 return False
         return True
 
@@ -836,6 +837,7 @@ class HealthEngine:
 
     def _metric_reasons(self, n: _Node, now: float, due: list[float]) -> list[Reason]:
         out: list[Reason] = []
+        seen: set[tuple[str, str]] = set()
         for key, st in list(n.conds.items()):
             rt = st.rt
             rule = rt.rule
@@ -872,6 +874,9 @@ class HealthEngine:
             default = f"{rule.metric} {st.measure:g} {rule.condition.op} {st.thr:g}"
             if rule.component_label or rule.component == "gpu":
                 default = f"{st.comp}: {default}"
+            if (rule.id, st.comp) in seen:  # two series of one component (labels): one reason
+                continue
+            seen.add((rule.id, st.comp))
             out.append(Reason(rule.id, rule.severity, rule.classification, action, st.comp,
                               _format(rule.message, default, **fields), st.active_since,
                               {"value": st.measure}))
