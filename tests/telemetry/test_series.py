@@ -80,3 +80,10 @@ def test_max_age_and_bad_arguments():
         SeriesStore(coarse_step=0)
     s.drop_node("n")
     assert s.nodes() == []
+
+
+def test_metrics_filter_keeps_only_the_named_metrics():
+    s = SeriesStore(metrics=["temp"])
+    assert s.add_many("n", [Sample(metric="temp", value=1, ts=1.0), Sample(metric="util", value=2, ts=1.0)]) == 1
+    s.add("n", "util", 3.0, 2.0)
+    assert s.latest("n", "temp") == (1.0, 1.0) and s.latest("n", "util") is None

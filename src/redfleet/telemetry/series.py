@@ -178,7 +178,9 @@ class SeriesStore:
     """In-memory recent history: ``add``/``add_many`` to write, ``window``/``latest`` to read."""
 
     def __init__(self, capacity: int = 60, coarse_step: float = 10.0, coarse_capacity: int = 60,
-                 max_age: float | None = None) -> None:
+                 max_age: float | None = None, metrics: Iterable[str] | None = None) -> None:
+        """``metrics``: keep only these metric names (None: all) - at fleet scale the rules do not need the
+        series (the health engine keeps its own state), only plots do."""
         if capacity < 1:
             raise ValueError(f"SeriesStore capacity must be >= 1, got {capacity}")
         if coarse_step <= 0:
@@ -187,6 +189,7 @@ class SeriesStore:
         self.coarse_step = float(coarse_step)
         self.coarse_capacity = max(0, coarse_capacity)
         self.max_age = max_age
+        self.metrics: frozenset[str] | None = frozenset(metrics) if metrics is not None else None
         self._nodes: dict[str, dict[tuple[str, int | None, LabelsKey], Ring]] = {}
 
     # --- writing ------------------------------------------------------------------------------------------------
@@ -201,6 +204,8 @@ class SeriesStore:
 
     def add(self, node: str, metric: str, value: float, ts: float, gpu: int | None = None,
             labels: Mapping[str, str] | None = None) -> None:
+        if self.metrics is not None and metric not in self.metrics:
+            return
         self._ring(node, (metric, gpu, labels_key(labels))).add(float(value), float(ts))
 
     def add_many(self, node: str, samples: Iterable[SampleLike]) -> int:
@@ -210,8 +215,11 @@ class SeriesStore:
         if per is None:
             per = self._nodes[node] = {}
         cap, ccap, step = self.capacity, self.coarse_capacity, self.coarse_step
+        keep = self.metrics
         n = 0
         for s in samples:
+            if keep is not None and s.metric not in keep:
+                continue
             lab = s.labels
             key = (s.metric, s.gpu, labels_key(lab) if lab else ())
             ring = per.get(key)
