@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from collector_support import Recorder
 
-from conftest import Recorder
 from redfleet.redfish.fleet import targets_from_fleet
 from redfleet.sim import SimConfig, SimFleet
 from redfleet.telemetry.collector.poller import Collector, Intervals
@@ -61,9 +61,9 @@ async def test_sensors_polled_spread_and_pinned(cert_cache: Any) -> None:
         first: dict[str, float] = {}
         orig = hub.observe_sensors
 
-        def spy(node: str, readings: Any, now: float | None = None) -> int:
+        def spy(node: str, readings: Any, now: float | None = None, **kw: Any) -> int:
             first.setdefault(node, time.monotonic())
-            return orig(node, readings, now)
+            return orig(node, readings, now, **kw)
 
         hub.observe_sensors = spy  # type: ignore[method-assign]
         coll.start()
@@ -77,6 +77,7 @@ async def test_sensors_polled_spread_and_pinned(cert_cache: Any) -> None:
         assert temps, f"no redfish_temperature series for {n}: {hub.series.keys(n)[:5]}"
         assert {"sensor"} <= set(temps[0].labels_dict)
         assert all(ok for _, ok, _ in rec.reach)
+        assert rec.power == {n.name: "On" for n in fleet.nodes}  # host power read with the sensors
         # not a thundering herd: first polls spread over the start window, not all at one instant
         stamps = sorted(first.values())
         assert stamps[-1] - stamps[0] > 0.05, stamps

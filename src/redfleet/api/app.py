@@ -59,6 +59,7 @@ class NodeOut(BaseModel):
     bmc_reachable: bool | None = None
     agent_last_seen: float | None = None
     os_state: str | None = None
+    power_state: str | None = None
 
 
 class NodeDetail(NodeOut):
@@ -158,8 +159,8 @@ def _node_out(hub: Hub, name: str, rec: NodeRecord | None, cls: type[NodeOut] = 
                       action=h.get("action") if isinstance(h.get("action"), str) else None,
                       since=h.get("since") if isinstance(h.get("since"), int | float) else None),
         bmc_reachable=st.bmc_ok if st else None, agent_last_seen=st.agent_seen if st else None,
-        os_state=st.os_state if st else None, **({"components": h.get("components") or {}} if cls is NodeDetail
-                                                 else {}), **extra)
+        os_state=st.os_state if st else None, power_state=st.power_state if st else None,
+        **({"components": h.get("components") or {}} if cls is NodeDetail else {}), **extra)
 
 
 def _change_out(x: Any) -> HealthChangeOut:

@@ -83,6 +83,7 @@ class NodeStatus:
     gpus: list[dict[str, Any]] = field(default_factory=list)
     last_sensors_at: float | None = None
     health_since: float | None = None
+    power_state: str | None = None  # host power as the BMC last said
 
 
 class Hub:
@@ -162,7 +163,8 @@ class Hub:
 
     # -- out-of-band
 
-    def observe_sensors(self, node: str, readings: SensorReadings, now: float | None = None) -> int:
+    def observe_sensors(self, node: str, readings: SensorReadings, now: float | None = None,
+                        power_state: str | None = None) -> int:
         now = self.clock() if now is None else now
         st = self.add_node(node)
         st.last_sensors_at = now
@@ -178,10 +180,11 @@ class Hub:
                 self.engine.observe_samples(node, samples, now)
             n = len(samples)
         self.samples_total += n
-        self.observe_reachability(node, True, now)
+        self.observe_reachability(node, True, now, power_state=power_state)
         return n
 
-    def observe_reachability(self, node: str, ok: bool, now: float | None = None, error: str | None = None) -> None:
+    def observe_reachability(self, node: str, ok: bool, now: float | None = None, error: str | None = None,
+                             power_state: str | None = None) -> None:
         now = self.clock() if now is None else now
         st = self.add_node(node)
         changed = st.bmc_ok is not ok
@@ -191,7 +194,11 @@ class Hub:
             st.bmc_error = None
         else:
             st.bmc_error = error
-        self.engine.observe_reachability(node, ok, now, error)
+        if power_state is not None:
+            st.power_state = power_state
+            self.engine.observe_reachability(node, ok, now, error, power_state=power_state)
+        else:
+            self.engine.observe_reachability(node, ok, now, error)
         if changed and self.persister is not None and (ok is False or st.bmc_seen is not None):
             self.persister.events.append(
                 (node, _utc(now), "redfleet", "OK" if ok else "Critical", "BMC.Reachable" if ok else "BMC.Unreachable",

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from redfleet.redfish import RedfishClient, RetryPolicy, Timeouts, collect_inventory, read_sensors
+from redfleet.redfish import RedfishClient, RetryPolicy, Timeouts, collect_inventory, power_state, read_sensors
 from redfleet.redfish.errors import RedfishError
 from redfleet.redfish.fleet import NodeTarget
 from redfleet.redfish.tls import PinStore, TLSPolicy
@@ -190,7 +190,10 @@ class Collector:
                 c = await self._ensure_client(st)
                 if kind == "sensors":
                     readings = await read_sensors(c)
-                    self.hub.observe_sensors(name, readings)
+                    power = None
+                    with contextlib.suppress(RedfishError):  # host On/Off: lets the engine excuse a silent agent
+                        power = await power_state(c)
+                    self.hub.observe_sensors(name, readings, power_state=power)
                 else:
                     inv = await collect_inventory(c)
                     self.hub.observe_inventory(name, inv.model_dump(mode="json"))
