@@ -70,6 +70,11 @@ async def test_etag_if_match(tmp_path):
         url = fleet.nodes[0].bmc_url + DELL_SYS
         _, doc, headers = await get_json(client, url)
         etag = headers["ETag"]
+        assert "PATCH" in headers["Allow"] and "DELETE" not in headers["Allow"]
+        _, _, h2 = await get_json(client, fleet.nodes[0].bmc_url + "/redfish/v1/SessionService/Sessions")
+        assert "POST" in h2["Allow"]
+        _, _, h3 = await get_json(client, fleet.nodes[0].bmc_url + "/redfish/v1/Systems?$top=1")  # aiohttp path
+        assert h3["Allow"] == "GET, HEAD"
         async with client.patch(url, json={"AssetTag": "rack7"}, headers={**AUTH, "If-Match": 'W/"deadbeef"'}) as r:
             assert r.status == 412
             assert msg_id(await r.json()).endswith("PreconditionFailed")

@@ -158,16 +158,21 @@ class FastProtocol(asyncio.Protocol):
             body = orjson.dumps(error_body("ResourceMissingAtURI", path))
             return self._response(b"404 Not Found", body, b"application/json;charset=utf-8", None, method)
         body, ctype = out
-        etag = node.etag(canon).encode() if ctype.startswith("application/json") else None  # type: ignore[arg-type]
-        return self._response(b"200 OK", body, ctype.encode(), etag, method)
+        is_json = ctype.startswith("application/json")
+        etag = node.etag(canon).encode() if is_json else None  # type: ignore[arg-type]
+        allow = node.allow(canon).encode() if is_json else None  # type: ignore[arg-type]
+        return self._response(b"200 OK", body, ctype.encode(), etag, method, allow)
 
-    def _response(self, status: bytes, body: bytes, ctype: bytes, etag: bytes | None, method: bytes) -> bytes:
+    def _response(self, status: bytes, body: bytes, ctype: bytes, etag: bytes | None, method: bytes,
+                  allow: bytes | None = None) -> bytes:
         head = [
             b"HTTP/1.1 ", status, b"\r\nContent-Type: ", ctype, b"\r\nOData-Version: 4.0\r\nCache-Control: no-cache",
             b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\nDate: ", _date(),
         ]
         if etag is not None:
             head += [b"\r\nETag: ", etag]
+        if allow is not None:
+            head += [b"\r\nAllow: ", allow]
         if self._close_after:
             head.append(b"\r\nConnection: close")
         head.append(b"\r\n\r\n")

@@ -32,6 +32,36 @@ Doc = dict[str, Any]
 MAX_APPENDED_LOG_ENTRIES = 2000
 
 
+_PATCHABLE = frozenset({
+    "ComputerSystem", "Manager", "Chassis", "AccountService", "SessionService", "EventService", "ManagerAccount",
+    "ManagerNetworkProtocol", "EthernetInterface", "Bios", "EventDestination", "UpdateService", "Drive", "Processor",
+    "Memory", "PCIeDevice", "Power", "Thermal", "LogService", "SerialInterface", "TelemetryService",
+    "CertificateService", "Role", "VirtualMedia",
+})
+_DELETABLE = frozenset({"Session", "EventDestination", "ManagerAccount", "Job", "DellJob", "Task", "LogEntry"})
+
+
+def _allow_for(path: str, doc: Doc, facts: Any) -> str:
+    odata_type = str(doc.get("@odata.type", "")).lstrip("#")
+    kind = odata_type.split(".", 1)[0]
+    methods = ["GET", "HEAD"]
+    low = path.lower()
+    if isinstance(doc.get("Members"), list):
+        if low in (facts.session_collection.lower(), "/redfish/v1/jobservice/jobs") or low.endswith(
+            ("/eventservice/subscriptions", "/accountservice/accounts", "/jobs")
+        ):
+            methods.append("POST")
+        return ", ".join(methods)
+    if kind in _PATCHABLE or low == (facts.bios_settings_path or "").lower():
+        methods.append("PATCH")
+    if kind in _DELETABLE:
+        methods.append("DELETE")
+    mp = facts.multipart_push_uri
+    if (mp and low == mp.rstrip("/").lower()) or "/actions/" in low:
+        methods = ["POST"]
+    return ", ".join(methods)
+
+
 class Replace(dict):  # type: ignore[type-arg,unused-ignore]
     """A patch value that replaces the template's value instead of merging into it."""
 
@@ -156,6 +186,17 @@ class SimNode:
         v = self.versions.get(path, 0)
         crc = zlib.crc32(f"{self.fleet.config.seed}:{self.index}:{path}:{v}".encode())
         return f'W/"{crc:08x}"'
+
+    def allow(self, path: str) -> str:
+        """The ``Allow`` header for ``path``: what this simulated BMC accepts there."""
+        cache = self.template.allow
+        value = cache.get(path)
+        if value is None:
+            doc = self.created.get(path) or self.template.doc(path) or {}
+            value = _allow_for(path, doc, self.facts)
+            if path not in self.created:
+                cache[path] = value
+        return value
 
     def bump(self, path: str) -> None:
         self.versions[path] = self.versions.get(path, 0) + 1

@@ -142,6 +142,7 @@ class RedfishHandler:
         h = {"Content-Type": ctype, "OData-Version": "4.0", "Cache-Control": "no-cache"}
         if ctype == JSON_TYPE:
             h["ETag"] = node.etag(path)
+            h["Allow"] = node.allow(path)
         return h
 
     def get(self, node: SimNode, path: str, query: str, head: bool = False) -> web.StreamResponse:

@@ -59,6 +59,7 @@ class Template:
     resources: dict[str, Res] = field(default_factory=dict)
     lower: dict[str, str] = field(default_factory=dict)
     idents: dict[str, IdentKind] = field(default_factory=dict)
+    allow: dict[str, str] = field(default_factory=dict)  # Allow header per path, filled on first use
 
     # ---- lookup -------------------------------------------------------------------------------------------
     def find(self, path: str) -> str | None:
