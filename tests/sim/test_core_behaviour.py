@@ -383,3 +383,25 @@ async def test_password_change_applies_to_that_bmc(tmp_path):
         assert st == 200
         st, _, _ = await get_json(client, b.bmc_url + DELL_SYS)  # other BMCs keep the fleet password
         assert st == 200
+
+
+async def test_http_push_of_a_large_image(tmp_path):
+    async with fleet_and_client(tmp_path, mix={"openbmc": 1}, http=True, base_address="127.10.23.1",
+                                time_scale=500.0) as (fleet, client):
+        info = fleet.nodes[0]
+        node = fleet.node(info.name)
+        push = node.facts.http_push_uri
+        image = b"\0" * (3 << 20)  # 3 MiB, over aiohttp's default body limit
+        headers = {**AUTH, "Content-Type": "application/octet-stream",
+                   "Content-Disposition": 'attachment; filename="obmc-phosphor-image-2.16.1.static.mtd.tar"'}
+        async with client.post(info.bmc_url + push, data=image, headers=headers) as r:
+            assert r.status == 202
+            monitor = r.headers["Location"]
+
+        async def done():
+            st, _d, _ = await get_json(client, info.bmc_url + monitor)
+            return st == 200
+
+        assert await wait_for(done)
+        versions = [node.get_doc(p)["Version"] for p in node.firmware_members()]
+        assert "2.16.1" in versions

@@ -452,9 +452,12 @@ class RedfishHandler:
         low = path.lower()
         if low == facts.session_collection.lower():
             return await self._login(node, request)
-        if facts.multipart_push_uri and low == facts.multipart_push_uri.rstrip("/").lower():
+        is_push = bool(facts.http_push_uri) and low == str(facts.http_push_uri).rstrip("/").lower()
+        if facts.multipart_push_uri and low == facts.multipart_push_uri.rstrip("/").lower() and (
+            request.content_type.startswith("multipart/") or not is_push
+        ):
             return await self._multipart_update(node, request)
-        if facts.http_push_uri and low == facts.http_push_uri.rstrip("/").lower():
+        if is_push:
             return await self._push_update(node, request)
         if "/actions/" in low:
             return await self._action(node, request, path)
@@ -638,7 +641,8 @@ class RedfishHandler:
     async def _push_update(self, node: SimNode, request: web.BaseRequest) -> web.Response:
         if request.content_type.startswith("multipart/"):
             return await self._multipart_update(node, request)
-        await request.read()
+        async for _chunk in request.content.iter_chunked(1 << 16):  # images are large: stream, do not keep
+            pass
         disp = request.headers.get("Content-Disposition", "")
         m = re.search(r'filename="?([^";]+)', disp)
         name = m.group(1) if m else f"image-{secrets.token_hex(2)}.bin"
