@@ -100,7 +100,9 @@ def serve(
                      receiver_url=receiver_url or f"http://{host}:{port}")
     typer.echo(f"redfleet serve on http://{host}:{port}  ({len(targets)} BMCs collected; API docs /docs, "
                f"metrics /metrics)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # agents keep their connections between pushes (1 s apart by default): a generous keep-alive
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=75,
+                backlog=4096)
 
 
 def register(app: typer.Typer) -> None:
