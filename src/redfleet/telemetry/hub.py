@@ -187,7 +187,7 @@ class Hub:
                              power_state: str | None = None) -> None:
         now = self.clock() if now is None else now
         st = self.add_node(node)
-        changed = st.bmc_ok is not ok
+        was = st.bmc_ok
         st.bmc_ok = ok
         if ok:
             st.bmc_seen = now
@@ -199,7 +199,7 @@ class Hub:
             self.engine.observe_reachability(node, ok, now, error, power_state=power_state)
         else:
             self.engine.observe_reachability(node, ok, now, error)
-        if changed and self.persister is not None and (ok is False or st.bmc_seen is not None):
+        if self.persister is not None and was is not ok and (was is not None or not ok):  # real transitions
             self.persister.events.append(
                 (node, _utc(now), "redfleet", "OK" if ok else "Critical", "BMC.Reachable" if ok else "BMC.Unreachable",
                  "BMC reachable again" if ok else f"BMC unreachable: {error or 'no answer'}", None))
