@@ -328,6 +328,10 @@ class NodeDyn(NodeDynamics):
             log.exception("overlay of %s on %s failed", path, self.node.name)
             return doc
 
+    def takes(self, method: str, path: str) -> bool:
+        hub = self.fd.events
+        return hub is not None and hub.takes(self, method, path)
+
     async def handle(self, request: web.BaseRequest, path: str) -> web.StreamResponse | None:
         hub = self.fd.events
         if hub is None:
