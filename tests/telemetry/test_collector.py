@@ -175,6 +175,12 @@ async def test_push_subscription_created_delivered_and_recreated(cert_cache: Any
             # the BMC loses the subscription (reset, someone deleted it): redfleet makes a new one
             subs.clear()
             await until(lambda: st.subscriptions_made >= 2 and subs, what="subscription recreated")
+            # one of ours with another context (an earlier run's secret) is replaced, not trusted
+            from redfleet.telemetry.collector.push import node_context
+
+            next(iter(subs.values()))["Context"] = "redfleet:stale"
+            await until(lambda: st.subscriptions_made >= 3 and len(subs) == 1, what="stale subscription replaced")
+            assert next(iter(subs.values()))["Context"] == node_context(app.state.push_secret, node)
             # a stranger's POST to the receiver is refused
             import aiohttp
 
@@ -185,3 +191,4 @@ async def test_push_subscription_created_delivered_and_recreated(cert_cache: Any
         finally:
             server.should_exit = True
             await task
+        assert subs == {}, "serve left its subscription on the BMC at shutdown"

@@ -110,6 +110,14 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        from redfleet.telemetry.collector.push import remove_subscription
+
+        subs = [(self.clients[n], st.subscription) for n, st in self.state.items()
+                if st.subscription and n in self.clients]
+        if subs:  # leave no subscriptions pointing at a receiver that is going away
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*(remove_subscription(c, u) for c, u in subs if u),
+                                                      return_exceptions=True), 5.0)
         clients, self.clients = self.clients, {}
         await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
 

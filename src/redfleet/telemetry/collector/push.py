@@ -39,26 +39,35 @@ async def subscriptions_uri(client: RedfishClient) -> str | None:
 async def ensure_subscription(client: RedfishClient, node: str, receiver_url: str, secret: str,
                               current: str | None) -> str | None:
     """The URI of a live subscription of ours: ``current`` when the BMC still has it, else an existing one with our
-    destination, else a new one. None when the BMC has no EventService."""
+    destination and context, else a new one (a stale one of ours, from before a restart with another secret, is
+    deleted first). None when the BMC has no EventService."""
+    dest = destination(receiver_url, node)
+    ctx = node_context(secret, node)
     if current:
         try:
             doc = await client.get(current, cache=False)
-            if doc.get("Destination") == destination(receiver_url, node):
+            if doc.get("Destination") == dest and doc.get("Context") in (ctx, None):
                 return current
         except NotFound:
             pass
     coll = await subscriptions_uri(client)
     if coll is None:
         return None
-    dest = destination(receiver_url, node)
     try:
         members = await client.get_members(coll, cache=False)
     except RedfishError:
         members = []
     for m in members:
-        if m.get("Destination") == dest and m.get("@odata.id"):
-            return str(m["@odata.id"])
-    body: dict[str, Any] = {"Destination": dest, "Protocol": "Redfish", "Context": node_context(secret, node)}
+        uri = m.get("@odata.id")
+        if m.get("Destination") != dest or not uri:
+            continue
+        if m.get("Context") in (ctx, None):  # some BMCs do not echo Context back on GET
+            return str(uri)
+        try:
+            await client.delete(str(uri))  # ours, but from an earlier run: events would be refused
+        except RedfishError as exc:
+            log.debug("%s: deleting stale subscription %s: %s", node, uri, exc)
+    body: dict[str, Any] = {"Destination": dest, "Protocol": "Redfish", "Context": ctx}
     res = await client.post(coll, body)
     loc = res.headers.get("location") or res.headers.get("Location")
     if not loc and isinstance(res.body, dict):
@@ -67,6 +76,14 @@ async def ensure_subscription(client: RedfishClient, node: str, receiver_url: st
         loc = "/" + loc.split("://", 1)[1].split("/", 1)[1]
     log.info("%s: event subscription %s -> %s", node, loc, dest)
     return loc
+
+
+async def remove_subscription(client: RedfishClient, uri: str) -> None:
+    """Unsubscribe (serve shutting down); a BMC that already lost it is fine."""
+    try:
+        await client.delete(uri)
+    except RedfishError as exc:
+        log.debug("unsubscribing %s: %s", uri, exc)
 
 
 async def keep_subscription(client: RedfishClient, st: Any, receiver_url: str, secret: str, renew_s: float) -> None:
