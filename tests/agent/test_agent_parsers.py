@@ -262,3 +262,16 @@ async def test_nvme_collector_reports_bad_output_per_drive():
     reports, errors = await NvmeCollector(runner=runner, ocp=False).collect()
     assert [r.device for r in reports] == ["/dev/nvme0"]
     assert len(errors) == 1 and "/dev/nvme1" in errors[0] and "not JSON" in errors[0]
+
+
+async def test_journal_source_reads_a_command_output():
+    from redfleet.agent.kmsg import JournalSource
+
+    src = JournalSource(["cat", str(FIX / "journal-kernel-xid.jsonl")])
+    await src.start()
+    await src.wait_done(10.0)
+    recs = src.read()
+    await src.stop()
+    assert len(recs) == 3
+    assert [e.code for e in xid_events(recs)] == [94, 79]
+    assert src.read() == []

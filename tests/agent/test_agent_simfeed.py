@@ -108,7 +108,12 @@ async def test_refresh_holds_readings_between_faults(fleet: SimFleet, rx: Receiv
         assert n >= n_gpus
         await held.tick()
         assert len(calls) == n  # held: nothing recomputed, batches still sent
-        assert len([b for b in rx.batches if b.node == name]) == 2 and _last(rx, name).samples
+        first, second = [b for b in rx.batches if b.node == name]
+        gpu1 = [(x.metric, x.gpu, x.value) for x in first.samples if x.gpu is not None]
+        gpu2 = [(x.metric, x.gpu, x.value) for x in second.samples if x.gpu is not None]
+        assert gpu2 and gpu2 == gpu1  # held values (the first batch also had the NVMe samples)
+        assert {x.ts for x in second.samples} == {second.sent_at} and second.sent_at > first.sent_at  # fresh times
+        assert second.uptime_s >= first.uptime_s
         fleet.dynamics.inject(name, "nvlink", gpu=0)
         await held.tick()
         assert len(calls) == n + n_gpus  # the faulty node alone is recomputed at once
