@@ -75,6 +75,8 @@ def serve(
                                      help="URL BMCs reach serve at for push events (default http://LISTEN)."),
     metrics_auth: bool = typer.Option(False, "--metrics-auth", help="/metrics needs a viewer token."),
     tls: str = typer.Option("pin", "--tls", help="BMC TLS: pin (TOFU, default) | verify | insecure."),
+    rules: list[Path] = typer.Option(None, "--rules", exists=True, dir_okay=False,
+                                     help="Extra health rules (YAML), over the built-in catalog (repeatable)."),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Run the control plane: REST API + OpenAPI (/docs), in-band ingest, BMC collection, health, /metrics."""
@@ -95,7 +97,13 @@ def serve(
     if first:
         typer.echo(f"first admin token (shown once, keep it): {first}")
     targets = targets_from_store(store) if collect else []
-    app = create_app(store, targets=targets, dev_token=dev_token, metrics_auth=metrics_auth, tls_mode=tls,
+    from redfleet.health import HealthEngine, load_rules
+    from redfleet.telemetry.series import SeriesStore
+
+    series = SeriesStore()
+    engine = HealthEngine(rules=load_rules(rules or None), series=series)
+    app = create_app(store, series=series, engine=engine, targets=targets, dev_token=dev_token,
+                     metrics_auth=metrics_auth, tls_mode=tls,
                      intervals=Intervals(sensors=sensors_interval, inventory=inventory_interval),
                      receiver_url=receiver_url or f"http://{host}:{port}")
     typer.echo(f"redfleet serve on http://{host}:{port}  ({len(targets)} BMCs collected; API docs /docs, "
