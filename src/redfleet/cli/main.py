@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "fleet",  # redfleet fleet import / list
     "validate",  # redfleet validate
     "ssd",  # redfleet ssd score
+    "serve",  # redfleet serve
+    "agent",  # redfleet agent
 )
 
 app = typer.Typer(
