@@ -254,3 +254,18 @@ async def test_nvme_fault_sends_the_logs_at_once(fleet: SimFleet, rx: Receiver):
     async with SimFeeder(rx.url, TOKENS, fleet=fleet, nvme_every=0) as never:
         await never.tick()
         assert _last(rx, name).nvme == []
+
+
+async def test_cli_sim_feed_one_round(fleet: SimFleet):
+    r = await Receiver(tokens="tok", host="127.18.0.202").start()
+    try:
+        prog = "import redfleet.cli.agent as a, redfleet.cli.main as m; a.register(m.app); m.app()"
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", prog, "sim", "feed", "--server", r.url, "--token", "tok", "--control",
+            str(fleet.control_url), "--rounds", "1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(p.communicate(), 60)
+        assert p.returncode == 0, err.decode()
+        assert sorted(b.node for b in r.batches) == sorted(n.name for n in fleet.nodes)
+        assert b"sent 3 batches" in out
+    finally:
+        await r.stop()
