@@ -205,7 +205,8 @@ class SimFeeder:
         self.control = control.rstrip("/") if control else None
         self.nodes = nodes
         self.interval = interval
-        self.refresh = refresh or 0.0  # 0: recomputed every round
+        # (named hold_s, not refresh: subclasses elsewhere (benchmarks/serve_bench.py) keep their own `refresh`)
+        self.hold_s = refresh or 0.0  # 0: recomputed every round
         self.nvme_every = nvme_every
         self.hung = hung
         self.client = PipelinedClient(self.url, connections=connections, depth=depth, timeout=timeout)
@@ -264,12 +265,12 @@ class SimFeeder:
         # NVMe logs when due, and at once when the node's faults changed (an NVMe fault must not wait)
         with_nvme = self.nvme_every > 0 and (due_nvme or (st.nvme_sig is not None and st.nvme_sig != faults))
         gpus_ix = nd.flv.ix.gpus
-        if st.fields is None or sig != st.sig or wall - st.fields_at >= self.refresh:
+        if st.fields is None or sig != st.sig or wall - st.fields_at >= self.hold_s:
             first = st.fields is None
             st.fields = {g.index: gpu_fields(nd, g.index, t) for g in gpus_ix} \
                 if state in ("up", "booting", "hung") else {}
             # the first time, nodes start at spread-out points of their hold window: no fleet-wide recompute burst
-            st.fields_at = wall - (zlib.crc32(name.encode()) % 1000) / 1000.0 * self.refresh if first else wall
+            st.fields_at = wall - (zlib.crc32(name.encode()) % 1000) / 1000.0 * self.hold_s if first else wall
             st.sig = sig
             st.gen += 1
         gpus: list[Doc] = []
@@ -373,7 +374,7 @@ class SimFeeder:
             part = names[i:i + self.chunk]
             b0 = time.perf_counter()
             items: list[tuple[bytes, str]] = []
-            if self.fleet is not None and self.refresh > 0:
+            if self.fleet is not None and self.hold_s > 0:
                 part = self._held_fast(now, part, st, items)
             for name, doc, with_nvme in await self._docs(now, part):
                 if doc is None:
@@ -388,7 +389,7 @@ class SimFeeder:
                 st.samples += n_samples
                 st.events += n_events
                 items.append((body, self.token(name)))
-                if self.refresh > 0 and self.fleet is not None:
+                if self.hold_s > 0 and self.fleet is not None:
                     self._cache_body(doc, nst, with_nvme, n_events)
             b1 = time.perf_counter()
             st.nodes += len(items)
@@ -415,7 +416,7 @@ class SimFeeder:
         now_b = orjson.dumps(now)
         for name in names:
             ns = self.state.get(name)
-            if ns is None or ns.body is None or now - ns.fields_at >= self.refresh or (
+            if ns is None or ns.body is None or now - ns.fields_at >= self.hold_s or (
                     self.nvme_every > 0 and now - ns.last_nvme >= self.nvme_every):
                 rest.append(name)
                 continue
