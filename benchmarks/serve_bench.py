@@ -255,7 +255,7 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
                  token=None)
             time.sleep(args.fault_gap)
         lat: dict[str, float] = {}
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + args.detect_timeout
         while len(lat) < len(victims) and time.monotonic() < deadline:
             for name in victims:
                 if name in lat:
@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-interval", type=float, default=1.0)
     ap.add_argument("--refresh", type=float, default=30.0,
                     help="fault-free nodes re-read from the simulator every this many seconds (see CachedFeeder)")
+    ap.add_argument("--detect-timeout", type=float, default=120.0, help="give up on a fault after this long")
     ap.add_argument("--window", type=float, default=20.0, help="steady-state measuring window (s)")
     ap.add_argument("--warmup-max", type=float, default=300.0)
     ap.add_argument("--collect", action=argparse.BooleanOptionalAction, default=True, help="poll the BMCs")
