@@ -57,3 +57,20 @@ def test_exposition_and_reachability_events(tmp_path: Path) -> None:
     assert [e.message_id for e in evs] == ["BMC.Reachable", "BMC.Unreachable"], [e.message for e in evs]
     assert evs[1].severity == "Critical" and "refused" in evs[1].message
     store.close()
+
+
+def test_exposition_modes_and_slices() -> None:
+    hub = Hub(None, SeriesStore(), Recorder())
+    for node in ("a", "b"):
+        hub.ingest(IngestBatch.model_validate({"node": node, "sent_at": 1.0, "samples": [
+            {"metric": "DCGM_FI_DEV_GPU_TEMP", "value": 50, "ts": 1.0, "gpu": 0},
+            {"metric": "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "value": 0.5, "ts": 1.0, "gpu": 0}]}), now=1.0)
+    curated = render(hub).decode()
+    assert 'redfleet_gpu_temperature_celsius{gpu="0",node="a"} 50.0' in curated
+    assert "tensor_active" not in curated  # unmapped fields only with series=all
+    everything = render(hub, series="all").decode()
+    assert 'redfleet_dcgm_prof_pipe_tensor_active{gpu="0",node="b"} 0.5' in everything
+    none = render(hub, series="none").decode()
+    assert "redfleet_gpu_temperature_celsius{" not in none and 'redfleet_node_health{node="a"' in none
+    only_b = render(hub, nodes={"b"}).decode()
+    assert 'node="b"} 50.0' in only_b and 'redfleet_gpu_temperature_celsius{gpu="0",node="a"}' not in only_b

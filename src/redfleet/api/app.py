@@ -541,13 +541,26 @@ def create_app(
         pass
 
     async def metrics_ep(request: Request) -> Response:
+        """Prometheus exposition. ``?series=curated|all|none`` (default curated), ``?rack=R`` / ``?node=N``
+        (repeatable) to scrape a big fleet's per-node series in slices."""
         if metrics_auth:
             await require("viewer")(request)
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        from redfleet.telemetry.metrics import render
+        from redfleet.telemetry.metrics import SERIES_MODES, render
 
-        body = render(hub, app.state.collector)  # on the loop: the series are not safe to read from a thread
+        q = request.query_params
+        mode = q.get("series", "curated")
+        if mode not in SERIES_MODES:
+            raise HTTPException(400, f"series must be one of {', '.join(SERIES_MODES)}")
+        only: set[str] | None = None
+        if q.getlist("node") or q.getlist("rack"):
+            only = set(q.getlist("node"))
+            racks = set(q.getlist("rack"))
+            if racks:
+                recs = await app.state.node_cache.get()
+                only |= {n for n, rec in recs.items() if rec.rack in racks}
+        body = render(hub, app.state.collector, series=mode, nodes=only)  # on the loop: series not thread-safe
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics_ep, methods=["GET"], include_in_schema=False)

@@ -75,10 +75,14 @@ def prom_name(metric: str) -> tuple[str, str, float]:
 class HubCollector:
     """A prometheus_client collector over a :class:`Hub` (and, when given, its collector's state)."""
 
-    def __init__(self, hub: Hub, collector: Any = None, series_metrics: bool = True) -> None:
+    def __init__(self, hub: Hub, collector: Any = None, series: str = "curated",
+                 nodes: set[str] | None = None) -> None:
+        if series not in SERIES_MODES:
+            raise ValueError(f"series must be one of {', '.join(SERIES_MODES)}, not {series!r}")
         self.hub = hub
         self.collector = collector
-        self.series_metrics = series_metrics
+        self.series = series
+        self.only = nodes
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -124,14 +128,19 @@ class HubCollector:
             g = GaugeMetricFamily("redfleet_collector_failing_nodes", "BMCs whose last poll failed")
             g.add_metric([], float(summ["failing"]))
             yield g
-        if self.series_metrics:
+        if self.series != "none":
             yield from self._series()
 
     def _series(self) -> Iterator[Metric]:
         series = self.hub.series
         families: dict[str, GaugeMetricFamily] = {}
+        curated = self.series == "curated"
         for node in series.nodes():
+            if self.only is not None and node not in self.only:
+                continue
             for key in series.keys(node):
+                if curated and key.metric not in DCGM and not key.metric.startswith("redfish_"):
+                    continue
                 latest = series.latest(node, key.metric, gpu=key.gpu, labels=key.labels_dict)
                 if latest is None:
                     continue
@@ -153,7 +162,13 @@ class HubCollector:
         yield from families.values()
 
 
-def render(hub: Hub, collector: Any = None) -> bytes:
+SERIES_MODES = ("curated", "all", "none")
+
+
+def render(hub: Hub, collector: Any = None, *, series: str = "curated", nodes: set[str] | None = None) -> bytes:
+    """The exposition. ``series``: "curated" (GPU fields with a Prometheus name above + every BMC sensor; default),
+    "all" (every in-band field too), "none" (fleet and health metrics only). ``nodes``: only these nodes' series
+    (a big fleet is better scraped in slices: ``/metrics?rack=...``)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(hub, collector))
+    registry.register(HubCollector(hub, collector, series=series, nodes=nodes))
     return generate_latest(registry)
