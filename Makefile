@@ -15,12 +15,12 @@ demo: $(BIN)/redfleet
 
 test: $(BIN)/redfleet
 	scripts/system-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks evaluation
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(BIN)/redfleet
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks evaluation
 	$(BIN)/mypy
 
 bench: $(BIN)/redfleet
