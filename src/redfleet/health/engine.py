@@ -797,7 +797,7 @@ class HealthEngine:
         reasons.extend(self._xid_reasons(n, now, due))
         reasons.extend(self._event_reasons(n, now, due))
         reasons.extend(self._node_reasons(n, now, due))
-        reasons.extend(self._component_reasons(n))
+        reasons.extend(self._component_reasons(n, now, due))
         reasons.sort(key=lambda r: (-SEVERITY_RANK[r.severity], -action_rank(r.action), r.rule, r.component))
         n.updated = now
         future = [d for d in due if d > now]
@@ -1141,13 +1141,16 @@ class HealthEngine:
             out.pop("os_unresponsive", None)
         return list(out.values())
 
-    def _component_reasons(self, n: _Node) -> list[Reason]:
+    def _component_reasons(self, n: _Node, now: float, due: list[float]) -> list[Reason]:
         out: dict[tuple[str, str], Reason] = {}
         for source, comps in n.comp_health.items():
             for comp, (coll, health, name, since) in comps.items():
                 for r in self._comp_rules:
                     if r.source not in ("any", source) or coll not in r.collections or health not in r.health:
                         continue
+                    if now - since < r.for_:
+                        due.append(since + r.for_)  # look again when the hold time is up
+                        break
                     key = (r.id, comp)
                     if key not in out:
                         text = _format(r.message, f"{name}: Health {health} (BMC {source})", name=name,

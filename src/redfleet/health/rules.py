@@ -215,6 +215,9 @@ class ComponentHealthRule(RuleBase):
     collections: list[str]  # inventory collections (fans, psus, memory, gpus, drives ...) / sensor kinds
     health: list[str] = Field(default_factory=lambda: ["Critical"])
     source: Literal["inventory", "sensors", "any"] = "any"
+    # How long the BMC must keep reporting that Health before it counts: a sensor that crosses its threshold for
+    # one poll and comes back is a blip, not a failure.
+    for_: Duration = Field(default=0.0, alias="for")
 
 
 Rule = Annotated[MetricRule | EventRule | XidRule | NodeRule | ComponentHealthRule, Field(discriminator="kind")]

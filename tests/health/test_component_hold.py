@@ -1,0 +1,44 @@
+"""A BMC temperature sensor that reads Critical for one poll is a blip; one that stays Critical is a failure."""
+
+from __future__ import annotations
+
+from redfleet.health import HealthEngine
+from redfleet.model.telemetry import Reading, SensorReadings
+
+
+def _readings(health: str) -> SensorReadings:
+    return SensorReadings(bmc="https://127.17.9.1", collected_at="2026-11-22T00:00:00Z", via="redfish", readings=[
+        Reading(id="GPU1_Temp", name="GPU1 Temp", kind="temperature", value=91.0 if health != "OK" else 60.0,
+                units="Cel", health=health, context="GPU"),
+    ])
+
+
+def _rules(engine: HealthEngine) -> set[str]:
+    return {r.rule for r in engine.node_health("n1").reasons}
+
+
+def test_one_poll_critical_is_a_blip():
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_sensors("n1", _readings("OK"), 0.0)
+    eng.evaluate(0.0)
+    eng.observe_sensors("n1", _readings("Critical"), 10.0)
+    eng.evaluate(10.0)
+    assert "temperature-sensor-critical" not in _rules(eng)
+    eng.observe_sensors("n1", _readings("OK"), 20.0)
+    eng.evaluate(20.0)
+    eng.evaluate(200.0)
+    assert "temperature-sensor-critical" not in _rules(eng)
+    assert eng.node_health("n1").state == "healthy"
+
+
+def test_sustained_critical_is_flagged_when_the_hold_time_is_up():
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_sensors("n1", _readings("Critical"), 0.0)
+    eng.evaluate(0.0)
+    assert "temperature-sensor-critical" not in _rules(eng)
+    eng.observe_sensors("n1", _readings("Critical"), 30.0)
+    eng.evaluate(30.0)
+    assert "temperature-sensor-critical" not in _rules(eng)
+    changes = eng.evaluate(61.0)  # no new poll: the engine's own timer looks again
+    assert "temperature-sensor-critical" in _rules(eng)
+    assert any(c.node == "n1" for c in changes)
