@@ -72,8 +72,6 @@ def test_no_server_errors(live: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="redfleet.api.ssd: days=1e308 overflows timedelta (500); text/plain body on "
-                                       "POST /ssd/score is a 500, not 415 - reported to the coordinator")
 def test_ssd_routes_no_server_errors(live: str, tmp_path: Path) -> None:
     rc, out, _ = run_schemathesis(live, tmp_path, "--include-path-regex", "^/api/v1/ssd", examples=4)
     assert rc == 0, f"schemathesis found problems in the SSD routes:\n{out[-6000:]}"

@@ -38,6 +38,10 @@ from redfleet.store.ssd import list_drives as store_drives
 SessionFactory = Callable[[], Session]
 
 
+
+# Trends look back at most ten years: a larger window is no drive's history (and overflows datetime).
+MAX_DAYS = 3650
+
 def _factory_from_app(request: Request) -> SessionFactory:
     state = request.app.state
     factory = getattr(state, "ssd_session_factory", None)
@@ -96,7 +100,7 @@ def make_router(session_factory: SessionFactory | None = None, thresholds: Thres
         th: Thresholds = Depends(get_thresholds),
         recommendation: Literal["REPLACE", "WATCH", "MONITOR"] | None = None,
         node_id: str | None = None,
-        days: float = Query(60, gt=0, description="history used for trends (days back)"),
+        days: float = Query(60, gt=0, le=MAX_DAYS, description="history used for trends (days back)"),
         limit: int = Query(500, ge=1, le=100_000),
     ) -> dict[str, Any]:
         drives = store_drives(session, node_id=node_id)
@@ -118,7 +122,7 @@ def make_router(session_factory: SessionFactory | None = None, thresholds: Thres
 
     @r.get("/drives/{drive_id}")
     def get_drive(drive_id: str, session: Session = Depends(get_session), th: Thresholds = Depends(get_thresholds),
-                  days: float = Query(60, gt=0)) -> dict[str, Any]:
+                  days: float = Query(60, gt=0, le=MAX_DAYS)) -> dict[str, Any]:
         a = assess(session, drive_id, th, days)
         doc = a.as_dict(with_levels=True)
         latest = read_history(session, drive_id)[-1]
@@ -164,7 +168,7 @@ def make_router(session_factory: SessionFactory | None = None, thresholds: Thres
     @r.get("/budget")
     def get_budget(session: Session = Depends(get_session), th: Thresholds = Depends(get_thresholds),
                    k: int = Query(5, ge=0, le=10_000), one_per_node: bool = False,
-                   days: float = Query(60, gt=0)) -> dict[str, Any]:
+                   days: float = Query(60, gt=0, le=MAX_DAYS)) -> dict[str, Any]:
         info = {d.drive_id: {"node_id": d.node_id, "slot": d.slot, "model": d.model} for d in store_drives(session)}
         histories = fleet_histories(session, since=datetime.now(UTC) - timedelta(days=days))
         return replacement_budget(score_fleet(histories, th, info), k, one_per_node=one_per_node).as_dict()
@@ -175,6 +179,8 @@ def make_router(session_factory: SessionFactory | None = None, thresholds: Thres
         document. Samples of one drive id form its history."""
         import json
 
+        if not isinstance(body, dict | list):  # e.g. a text/plain body: FastAPI hands it over undecoded
+            raise HTTPException(422, "the body must be a JSON object or array of SSD health readings")
         try:
             samples = load_bytes(json.dumps(body).encode(), name="request body", drive_id=None)
         except LogFormatError as exc:
