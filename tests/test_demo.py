@@ -20,17 +20,20 @@ def _free_port(address: str) -> int:
 async def test_demo_inventories_and_notices_faults(mockups, tmp_path):
     out = io.StringIO()
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    opts = DemoOptions(nodes=6, port=_free_port("127.9.0.1"), base_address="127.9.0.1", duration=9,
-                       db=db, fault_every=1.5, sweep_every=4, time_scale=50)
+    opts = DemoOptions(nodes=6, port=_free_port("127.9.0.1"), base_address="127.9.0.1", duration=12,
+                       db=db, fault_every=2, sweep_every=3, time_scale=50, api_port=_free_port("127.0.0.1"),
+                       token="demo-test-token")
     demo = Demo(opts, console=Console(file=out, width=160))
     assert await demo.run() == 0
     text = out.getvalue()
     assert "inventory of 6/6 nodes" in text
+    assert "admin token for this demo: demo-test-token" in text
     assert demo.state.injected, text
-    assert demo.state.sweeps >= 1
-    # The first fault is Xid 79 (GPU fell off the bus) on a GPU node: the re-inventory sees the GPU go.
+    # The first fault is Xid 79 (GPU fell off the bus) on a GPU node: the control plane judges it unhealthy.
     first_node = demo.state.injected[0][1]
-    assert f"changed {first_node}: GPU" in text or f"health {first_node}" in text, text
+    assert demo.states.get(first_node) == "unhealthy", (demo.states, text)
+    assert f"{first_node}: degraded → unhealthy" in text or f"{first_node}: healthy → unhealthy" in text, text
+    assert set(demo.states) == {f"node-{i:05d}" for i in range(1, 7)}
     with FleetStore(db, migrate=False) as store:
         nodes = store.nodes()
         assert len(nodes) == 6

@@ -4,8 +4,10 @@ What a newcomer sees, in order:
 1. the simulator starts N BMCs of every flavor, each on its own loopback address with its own certificate;
 2. the fleet file is imported into a SQLite store (credentials encrypted, certificates pinned on first use);
 3. a fleet-wide inventory sweep, summarised per vendor (GPUs found wherever each vendor puts them);
-4. faults injected on a schedule (GPU Xid, fell off the bus, over-temperature, fan, PSU ...) and the sensor and
-   inventory sweeps that notice them: what changed on which node, as the store records it.
+4. ``redfleet serve`` (the control plane: REST API, BMC collection, push/SSE events, health engine, /metrics) on
+   that store, fed with each node's in-band GPU telemetry (DCGM fields, Xid lines) by the simulator's agent feed;
+5. faults injected on a schedule (GPU Xid, fell off the bus, over-temperature, fan, PSU ...) and the health
+   verdicts the control plane reaches: which node, which state, why, and what it recommends.
 
 Everything is real traffic: HTTPS to each simulated BMC, Redfish sessions, the same client and store the other
 commands use. Only the hardware is simulated.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -23,19 +26,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import uvicorn
 from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from redfleet.agent.simfeed import SimFeeder
+from redfleet.api.app import create_app
+from redfleet.cli.serve import targets_from_store
+from redfleet.health import HealthEngine, load_rules
 from redfleet.model.inventory import Inventory
-from redfleet.model.telemetry import SensorReadings
-from redfleet.redfish import collect_inventory, read_sensors
+from redfleet.redfish import collect_inventory
 from redfleet.redfish.fleet import FleetOptions, NodeResult, run_fleet, targets_from_fleet
 from redfleet.sim import SimConfig, SimFleet
 from redfleet.sim.dyn_node import FleetDyn
 from redfleet.store.crypto import KeyRing
 from redfleet.store.repository import FleetStore
+from redfleet.telemetry.collector.poller import Intervals
+from redfleet.telemetry.series import SeriesStore
 
 # Faults the demo injects, in turn: what GPU clouds see most (Xid 79 and 48 are the classic "GPU is gone" and
 # "double-bit ECC"), plus the chassis failures a BMC reports.
@@ -50,7 +60,6 @@ DEMO_FAULTS: tuple[dict[str, Any], ...] = (
     {"kind": "xid", "xid": 48},
 )
 
-UNHEALTHY = {"Warning", "Critical"}
 GPU_FAULTS = {"xid", "gpu-overtemp", "ecc-dbe", "gpu-lost", "row-remap", "nvlink"}
 
 
@@ -66,38 +75,14 @@ class DemoOptions:
     fault_every: float = 10.0
     sweep_every: float = 10.0
     control_port: int = 0
+    api_port: int = 8080
+    token: str | None = None
 
 
 @dataclass
 class DemoState:
     injected: list[tuple[float, str, str]] = field(default_factory=list)
-    sweeps: int = 0
     changes: int = 0
-
-
-# Health of a disabled or absent function says nothing about the hardware (AMI MegaRAC reports its disabled
-# power-capping control as Critical): such readings are not alarms.
-IGNORED_STATES = {"Disabled", "Absent", "StandbyOffline"}
-HEALTH_LISTS = ("systems", "gpus", "cpus", "memory", "drives", "psus", "fans", "nics")
-
-
-def _sensor_problems(readings: SensorReadings) -> list[str]:
-    return [f"{r.name or r.id} {r.value if r.value is not None else ''}{r.units or ''} {r.health}".strip()
-            for r in readings.readings if r.health in UNHEALTHY and r.state not in IGNORED_STATES]
-
-
-def health_changes(before: Inventory, after: Inventory) -> list[str]:
-    """Components whose health changed between two inventories of one node, in words."""
-    out = []
-    for key in HEALTH_LISTS:
-        # The URI a component was read from identifies it; ids repeat across chassis (one "NIC1" per adapter).
-        old = {item.source or item.id: item.health for item in getattr(before, key)}
-        for item in getattr(after, key):
-            ref = item.source or item.id
-            if ref in old and old[ref] != item.health and item.health is not None:
-                out.append(f"{key[:-1] if key.endswith('s') else key} {item.name or item.id}: "
-                           f"health {old[ref] or '?'} → {item.health}")
-    return out
 
 
 class Demo:
@@ -108,6 +93,8 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="redfleet-demo-"))
         self.db_url = opts.db or f"sqlite:///{self.workdir / 'redfleet.db'}"
         self.last: dict[str, Inventory] = {}
+        self.states: dict[str, str] = {}
+        self.last_counts: dict[str, int] = {}
 
     async def run(self) -> int:
         o = self.opts
@@ -137,7 +124,7 @@ class Demo:
                 options = FleetOptions(concurrency=256, tls_mode="pin", pin_store=store.pin_store())
                 inventories = await self._inventory_sweep(targets, options, store)
                 self._summary(inventories, fleet)
-                await self._watch(fleet, store, targets, options)
+                await self._control_plane(fleet, store)
         c.rule("demo over")
         c.print(f"the store is kept at {self.db_url}: [bold]redfleet fleet list --db {self.db_url}[/]")
         return 0
@@ -192,74 +179,110 @@ class Demo:
                 "nodes", "gpus", "cpus", "memory", "drives", "nics", "psus", "fans", "firmware")))
         self.console.print(table)
 
-    async def _watch(self, fleet: SimFleet, store: FleetStore, targets: list[Any], options: FleetOptions) -> None:
+    async def _control_plane(self, fleet: SimFleet, store: FleetStore) -> None:
+        """Run ``serve`` on the demo's store and the in-band feed into it, and watch the verdicts."""
+        o = self.opts
+        c = self.console
+        token = o.token or secrets.token_urlsafe(18)
+        base = f"http://127.0.0.1:{o.api_port}"
+        series = SeriesStore()
+        app = create_app(store, series=series, engine=HealthEngine(rules=load_rules(None), series=series),
+                         targets=targets_from_store(store), dev_token=token,
+                         intervals=Intervals(sensors=o.sweep_every, inventory=600.0), receiver_url=base)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=o.api_port, log_level="warning",
+                                               access_log=False))
+        serve_task = asyncio.create_task(server.serve())
+        for _ in range(400):  # up to 20 s for start-up (collection targets, migrations already done)
+            if server.started or serve_task.done():
+                break
+            await asyncio.sleep(0.05)
+        if not server.started:
+            await serve_task  # raises what stopped it (e.g. the port is taken)
+            raise RuntimeError(f"redfleet serve did not start on {base}")
+        c.rule("control plane")
+        c.print(f"redfleet serve: {base}  — API docs {base}/docs, metrics {base}/metrics")
+        c.print(f"  admin token for this demo: {token}")
+        c.print(f"  e.g. curl -s -H 'Authorization: Bearer {token}' {base}/api/v1/nodes | python3 -m json.tool")
+        stop = asyncio.Event()
+        try:
+            async with SimFeeder(base, token, fleet=fleet, interval=1.0) as feeder:
+                feed_task = asyncio.create_task(feeder.run(stop))
+                try:
+                    await self._watch(fleet, base, token, serve_task)
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(feed_task, 10)
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serve_task, 15)
+
+    def _inject_next(self, fleet: SimFleet, rng: random.Random, names: list[str]) -> None:
+        dyn = fleet.dynamics if isinstance(fleet.dynamics, FleetDyn) else None
+        if dyn is None:
+            return
+        spec = dict(DEMO_FAULTS[len(self.state.injected) % len(DEMO_FAULTS)])
+        kind = spec.pop("kind")
+        # GPU faults go to nodes whose inventory shows GPUs; the rest to any node.
+        pool = [n for n in names if self.last.get(n) is not None and self.last[n].gpus] \
+            if kind in GPU_FAULTS else names
+        node = rng.choice(pool or names)
+        try:
+            fault = dyn.inject(node, kind, **spec)
+        except Exception as exc:  # e.g. a flavor without that sensor: say so and move on
+            self.console.print(f"[dim]could not inject {kind} on {node}: {exc}[/]")
+            self.state.injected.append((time.monotonic(), node, f"{kind} (refused)"))
+            return
+        self.state.injected.append((time.monotonic(), node, fault.kind))
+        self.console.print(f"[yellow]⚡ injected[/] {fault.kind}{' ' + str(spec['xid']) if 'xid' in spec else ''}"
+                           f" on {node}")
+
+    async def _watch(self, fleet: SimFleet, base: str, token: str, serve_task: asyncio.Task[Any]) -> None:
         o = self.opts
         c = self.console
         rng = random.Random(o.seed)
-        dyn = fleet.dynamics if isinstance(fleet.dynamics, FleetDyn) else None
         names = [n.name for n in fleet.nodes if n.flavor != "legacy-ipmi"]
-        by_name = {t.name: t for t in targets}
         deadline = None if o.duration is None else time.monotonic() + o.duration
         next_fault = time.monotonic() + min(3.0, o.fault_every)
-        next_sweep = time.monotonic() + o.sweep_every
-        faulted: set[str] = set()
-        c.print(f"watching the fleet: a fault every {o.fault_every:g} s, a sensor sweep every {o.sweep_every:g} s"
-                + ("" if deadline is None else f", for {o.duration:g} s") + " — Ctrl-C to stop")
-        i = 0
-        while deadline is None or time.monotonic() < deadline:
-            now = time.monotonic()
-            if now >= next_fault and dyn is not None:
-                spec = dict(DEMO_FAULTS[i % len(DEMO_FAULTS)])
-                i += 1
-                kind = spec.pop("kind")
-                # GPU faults go to nodes whose inventory shows GPUs; the rest to any node.
-                pool = [n for n in names if self.last.get(n) is not None and self.last[n].gpus] \
-                    if kind in GPU_FAULTS else names
-                node = rng.choice(pool or names)
+        c.print(f"a fault every {o.fault_every:g} s; health verdicts from the API as they change"
+                + ("" if deadline is None else f"; for {o.duration:g} s") + " — Ctrl-C to stop")
+        headers = {"Authorization": f"Bearer {token}"}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+            while (deadline is None or time.monotonic() < deadline) and not serve_task.done():
+                if time.monotonic() >= next_fault:
+                    self._inject_next(fleet, rng, names)
+                    next_fault = time.monotonic() + o.fault_every
                 try:
-                    fault = dyn.inject(node, kind, **spec)
-                    faulted.add(node)
-                    self.state.injected.append((now, node, fault.kind))
-                    c.print(f"[yellow]⚡ injected[/] {fault.kind}{' ' + str(spec['xid']) if 'xid' in spec else ''}"
-                            f" on {node}")
-                except Exception as exc:  # e.g. a flavor without that sensor: say so and move on
-                    c.print(f"[dim]could not inject {kind} on {node}: {exc}[/]")
-                next_fault = now + o.fault_every
-            if now >= next_sweep:
-                await self._sweep(store, targets, options, [by_name[n] for n in sorted(faulted)])
-                next_sweep = time.monotonic() + o.sweep_every
-            wake = min(next_fault, next_sweep) if deadline is None else min(next_fault, next_sweep, deadline)
-            await asyncio.sleep(max(0.05, wake - time.monotonic()))
+                    async with http.get(f"{base}/api/v1/nodes") as resp:
+                        resp.raise_for_status()
+                        nodes = await resp.json()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    c.print(f"[red]API unreachable: {exc}[/]")
+                    nodes = []
+                self._report(nodes)
+                await asyncio.sleep(1.0)
 
-    async def _sweep(self, store: FleetStore, targets: list[Any], options: FleetOptions, suspects: list[Any]) -> None:
+    def _report(self, nodes: list[dict[str, Any]]) -> None:
         c = self.console
-        t0 = time.monotonic()
-        sensors = await run_fleet(targets, read_sensors, options=options)
-        elapsed = time.monotonic() - t0
-        self.state.sweeps += 1
-        problems = {r.name: _sensor_problems(r.value) for r in sensors if r.ok and r.value is not None}
-        unreachable = [r.name for r in sensors if not r.ok]
-        bad = {k: v for k, v in problems.items() if v}
-        c.print(f"sensor sweep {self.state.sweeps}: {len(sensors)} BMCs in {elapsed:.2f} s; "
-                f"{len(bad)} with sensors out of range, {len(unreachable)} unreachable")
-        for name, items in sorted(bad.items())[:8]:
-            c.print(f"  [red]{name}[/]: " + "; ".join(items[:3]))
-        for name in unreachable[:8]:
-            c.print(f"  [red]{name}[/]: BMC unreachable")
-        if suspects:
-            inv = await run_fleet(suspects, collect_inventory, options=options)
-            ok = [r for r in inv if r.ok and r.value is not None]
-            changes = await asyncio.to_thread(self._record_all, store, ok, "demo re-inventory of faulted nodes")
-            self.state.changes += len(changes)
-            for ch in changes[:12]:
-                c.print(f"  [magenta]changed[/] {ch.node}: {ch.summary}")
-            for r in ok:
-                assert r.value is not None
-                prev = self.last.get(r.name)
-                if prev is not None:
-                    for text in health_changes(prev, r.value)[:6]:  # a few per node keep the screen readable
-                        c.print(f"  [magenta]health[/] {r.name}: {text}")
-                self.last[r.name] = r.value
+        counts: Counter[str] = Counter()
+        for n in nodes:
+            health = n.get("health") or {}
+            state = str(health.get("state") or "unknown")
+            counts[state] += 1
+            old = self.states.get(n["name"])
+            self.states[n["name"]] = state
+            if old is None or old == state:
+                continue
+            self.state.changes += 1
+            colour = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}.get(state, "white")
+            why = "; ".join(f"{r.get('rule')}: {r.get('message')}" for r in (health.get("reasons") or [])[:2])
+            action = health.get("action")
+            c.print(f"  [{colour}]{n['name']}: {old} → {state}[/]" + (f" — {why}" if why else "")
+                    + (f" [bold]→ {action}[/]" if action else ""))
+        summary = dict(sorted(counts.items()))
+        if summary != self.last_counts:
+            self.last_counts = summary
+            c.print("  fleet: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
 def run_demo(opts: DemoOptions) -> int:

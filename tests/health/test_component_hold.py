@@ -42,3 +42,20 @@ def test_sustained_critical_is_flagged_when_the_hold_time_is_up():
     changes = eng.evaluate(61.0)  # no new poll: the engine's own timer looks again
     assert "temperature-sensor-critical" in _rules(eng)
     assert any(c.node == "n1" for c in changes)
+
+
+def test_disabled_function_health_is_not_a_failure():
+    """AMI MegaRAC reports its disabled power-capping control as Critical on a healthy server."""
+    readings = SensorReadings(bmc="https://127.17.9.2", collected_at="2026-11-22T00:00:00Z", via="redfish", readings=[
+        Reading(id="PowerControl0", name="Chassis Power Control", kind="power", value=210.0, units="W",
+                health="Critical", state="Disabled"),
+    ])
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_sensors("n1", readings, 0.0)
+    eng.evaluate(0.0)
+    eng.evaluate(3600.0)
+    assert eng.node_health("n1").state == "healthy", eng.node_health("n1").reasons
+    enabled = readings.model_copy(update={"readings": [readings.readings[0].model_copy(update={"state": "Enabled"})]})
+    eng.observe_sensors("n1", enabled, 3601.0)
+    eng.evaluate(3601.0)
+    assert eng.node_health("n1").state != "healthy"

@@ -87,6 +87,9 @@ def _fmt_dur(s: float) -> str:
     return f"{s:g}s"
 
 
+IGNORED_SENSOR_STATES = frozenset({"Disabled", "Absent", "StandbyOffline"})
+
+
 class _Fmt(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -713,7 +716,9 @@ class HealthEngine:
                 if ctx:
                     lab["context"] = str(ctx)
                 samples.append(_S(f"redfish_{kind}", float(value), ts, None, lab))
-            if health in ("Warning", "Critical"):
+            # The Health of a disabled or absent function says nothing about hardware: AMI MegaRAC reports its
+            # disabled power-capping control (PowerControl, State Disabled) as Critical on healthy servers.
+            if health in ("Warning", "Critical") and g("state") not in IGNORED_SENSOR_STATES:
                 coll = "psu" if kind == "power" and "powersupply" in ctx.lower() else kind
                 comp = f"{'fan' if kind == 'fan' else coll}:{rid}"
                 since = old[comp][3] if comp in old and old[comp][1] == health else ts
