@@ -271,8 +271,8 @@ class Demo:
             counts[state] += 1
             old = self.states.get(n["name"])
             self.states[n["name"]] = state
-            if old is None or old == state:
-                continue
+            if old is None or old == state or (old == "unknown" and state == "healthy"):
+                continue  # first sight of a healthy node is no news: the fleet line counts those
             self.state.changes += 1
             colour = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}.get(state, "white")
             why = "; ".join(f"{r.get('rule')}: {r.get('message')}" for r in (health.get("reasons") or [])[:2])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from redfleet.paths import mockups_dir
+from redfleet.sim.baseline import healthy_baseline
 from redfleet.sim.template import Template, load_template
 
 
@@ -38,13 +39,15 @@ class Flavor:
     sel_log: str | None = None  # LogService path of the SEL; None: found in the tree
     redfish: bool = True  # False for IPMI-only flavors served elsewhere
     extra: dict[str, Any] = field(default_factory=dict)
+    heal: bool = True  # start from the capture with its own faults repaired (see baseline.py); --mockup: False
 
     def mockup_path(self) -> Path:
         p = Path(self.mockup)
         return p if p.is_absolute() else mockups_dir() / self.mockup
 
     def template(self) -> Template:
-        return load_template(self.mockup_path(), self.name, self.case_insensitive)
+        tpl = load_template(self.mockup_path(), self.name, self.case_insensitive)
+        return healthy_baseline(tpl) if self.heal else tpl
 
     def facts(self) -> FlavorFacts:
         return facts_for(self)
@@ -137,7 +140,7 @@ def register_flavor(flavor: Flavor) -> None:
 
 def mockup_flavor(path: Path, name: str = "mockup") -> Flavor:
     """A flavor for any tall tree (``--mockup DIR``). HPE trees (``Oem.Hpe`` at the root) resolve like iLO."""
-    base = Flavor(name, str(Path(path).resolve()), f"mockup {path}")
+    base = Flavor(name, str(Path(path).resolve()), f"mockup {path}", heal=False)
     tpl = load_template(base.mockup_path(), name, False)
     root = tpl.doc("/redfish/v1") or {}
     if isinstance(root.get("Oem"), dict) and "Hpe" in root["Oem"]:
