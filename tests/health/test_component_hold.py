@@ -59,3 +59,17 @@ def test_disabled_function_health_is_not_a_failure():
     eng.observe_sensors("n1", enabled, 3601.0)
     eng.evaluate(3601.0)
     assert eng.node_health("n1").state != "healthy"
+
+
+def test_gpu_uncorrectable_ecc_log_is_not_a_dimm_storm():
+    from redfleet.health.model import BmcEvent
+
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_event("n1", BmcEvent(ts=0.0, message="An uncorrectable ECC error was detected on GPU memory "
+                                     "(double bit error on the memory cells of GPU1).", severity="Critical"))
+    eng.evaluate(0.0)
+    assert "dimm-ce-storm-log" not in _rules(eng)
+    eng.observe_event("n2", BmcEvent(ts=0.0, message="Correctable memory error rate exceeded for DIMM A1.",
+                                     severity="Warning"))
+    eng.evaluate(0.0)
+    assert "dimm-ce-storm-log" in {r.rule for r in eng.node_health("n2").reasons}
