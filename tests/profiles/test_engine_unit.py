@@ -232,3 +232,37 @@ async def test_missing_mandatory_resource_fails_service_wide():
 async def test_unreadable_root_is_an_error():
     result = await validate_source(DictSource({}), profile({}), Options())
     assert result.error and result.worst == Verdict.FAIL
+
+
+async def test_follower_waiting_for_its_template_frees_its_fleet_slot():
+    """Two slots: the first node of platform A learns it (slow); the second A node waits for the template; while it
+    waits, its slot goes to the node of platform B, which finishes before A is learned. Without the waiting room B
+    would start only after both A nodes were done."""
+    import asyncio
+
+    from redfleet.profiles.engine import WAITING_ROOM, FleetPlan, PlanTemplate, WaitingRoom
+
+    sem = asyncio.Semaphore(2)
+    room = WaitingRoom(sem, limit=4)
+    plan = FleetPlan()
+    events: list[str] = []
+    template = PlanTemplate(frozenset({"/redfish/v1"}), frozenset({"/redfish/v1"}))
+
+    async def node(name: str, key: str) -> None:
+        WAITING_ROOM.set(room)
+        async with sem:
+            got = await plan.template_for(key)
+            if got is None:
+                await asyncio.sleep(0.05 if key == "A" else 0)
+                plan.publish(key, template)
+                events.append(f"{name} learned {key}")
+            else:
+                assert got is template
+                events.append(f"{name} followed {key}")
+
+    await asyncio.gather(node("a1", "A"), node("a2", "A"), node("b1", "B"))
+    assert events == ["b1 learned B", "a1 learned A", "a2 followed A"]
+    assert room.waiting == 0 and sem._value == 2  # every slot given back
+
+    full = WaitingRoom(asyncio.Semaphore(1), limit=0)  # no room left: a follower keeps its slot while it waits
+    assert await full.enter() is False

@@ -39,6 +39,11 @@ def _print_target(console: Console, t: dict[str, Any], show_all: bool) -> None:
         head += (f"  [dim]({info.get('manufacturer', '?')} {info.get('model', '?')}, "
                  f"BMC {info.get('bmc_firmware', '?')})[/]")
     console.print(head)
+    errors = t.get("read_errors")
+    if errors:
+        uri, why = next(iter(errors["first"].items()))
+        console.print(f"  [yellow]{errors['count']} resource(s) could not be read[/] (e.g. {uri}: {why}); "
+                      "the verdicts that depend on them are not reliable")
     rows = t["results"] + (t.get("protocol") or {}).get("results", [])
     shown = [r for r in rows if show_all or r["verdict"] in ("fail", "warn") or r["resource"] == "Protocol"]
     if not shown:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -38,6 +39,7 @@ LINK_KEYS = frozenset(
 _VERSION = re.compile(r"\.(v(\d+)_(\d+)_(\d+))\.")
 _URI_ID = re.compile(r"{[A-Za-z0-9]+}")
 _ARRAY_INDEX = re.compile(r"/\d+")
+_CONTAINERS = (dict, list)  # a tuple: `dict | list` would build a new union object at every call
 _COLLECTION = re.compile(r"^#(.+)Collection\..+Collection$")
 _NOT_APPLY = "Comparison Error: Comparison doesn't apply"
 
@@ -111,6 +113,7 @@ class TargetResult:
     resources_read: int = 0
     resources_validated: int = 0
     elapsed_s: float = 0.0
+    read_errors: dict[str, str] = field(default_factory=dict)  # URI -> why it could not be read (not 404s)
 
     def summary(self) -> dict[str, int]:
         counts = {"pass": 0, "warn": 0, "fail": 0, "not_tested": 0}
@@ -144,6 +147,8 @@ class TargetResult:
             out["service"] = self.service_info
         if self.error:
             out["error"] = self.error
+        if self.read_errors:  # results built on reads that failed (timeouts, 5xx, 401): say so, and which
+            out["read_errors"] = {"count": len(self.read_errors), "first": dict(list(self.read_errors.items())[:5])}
         out["resources_read"] = self.resources_read
         out["resources_validated"] = self.resources_validated
         out["elapsed_s"] = round(self.elapsed_s, 3)
@@ -157,7 +162,7 @@ def render_found(value: Any) -> Any:
             return f"[Link to: {value['@odata.id']}]"
         return "[Object]"
     if isinstance(value, list):
-        if all(not isinstance(v, dict | list) for v in value):
+        if all(not isinstance(v, _CONTAINERS) for v in value):
             return value
         return f"[Array of {len(value)}]"
     return value
@@ -233,6 +238,8 @@ class Evaluation:
         self.evaluating = False
         self.template: PlanTemplate | None = None
         self._links: dict[str, tuple[list[str], list[str]]] = {}
+        # (id(requirement), use case) -> (the requirement, the label of its rows)
+        self._labels: dict[tuple[int, int], tuple[dict[str, Any], str]] = {}
 
     def wanted(self, uri: str) -> bool:
         """With a plan template: read a URI only if the template needed it or has never seen it."""
@@ -527,10 +534,14 @@ class Evaluation:
         for prop, base_req in props.items():
             cur = f"{path}/{prop}"
             cur_wr = cur + " (Write)"
-            req = await self.conditional(base_req, uri, payload, full, parents)
-            desc = _describe(req)
+            req = (await self.conditional(base_req, uri, payload, full, parents)
+                   if "ConditionalRequirements" in base_req else base_req)
+            key = (id(req), self.use_case.index)
+            cached = self._labels.get(key)
+            if cached is None or cached[0] is not req:  # (the requirement itself is kept, so its id stays its own)
+                cached = self._labels[key] = (req, f"{self.use_case.label}: {_describe(req)}")
+            label = cached[1]
             purpose = req.get("Purpose")
-            label = f"{self.use_case.label}: {desc}"
 
             def add(p: str, present: bool, value: Any, verdict: Verdict, message: str,
                     _label: str = label, _purpose: Any = purpose) -> None:
@@ -771,7 +782,7 @@ class Evaluation:
                             out.append(value.rstrip("/"))
                             if from_annotation:
                                 ann.append(value)
-                    elif isinstance(value, dict | list):
+                    elif isinstance(value, _CONTAINERS):
                         if key == "OriginOfCondition" or (no_oem and key == "Oem"):
                             continue
                         if key in ("CapabilitiesObject", "SettingsObject"):
@@ -779,7 +790,7 @@ class Evaluation:
                         scan(value, from_annotation)
             else:
                 for item in obj:
-                    if isinstance(item, dict | list):
+                    if isinstance(item, _CONTAINERS):
                         scan(item, from_annotation)
 
         scan(payload, False, True)
@@ -960,6 +971,33 @@ class PlanTemplate:
     known: frozenset[str]  # every URI the template node had
 
 
+class WaitingRoom:
+    """Lets a fleet target that waits for its platform's template hand its fleet slot to another target meanwhile,
+    so that the followers of one slow-to-learn platform do not hold every slot while it is learned. At most
+    ``limit`` targets wait outside their slot at once (each keeps a connection open); past that a target waits in
+    its slot, as before."""
+
+    def __init__(self, slots: asyncio.Semaphore, limit: int) -> None:
+        self.slots = slots
+        self.limit = limit
+        self.waiting = 0
+
+    async def enter(self) -> bool:
+        if self.waiting >= self.limit:
+            return False
+        self.waiting += 1
+        self.slots.release()
+        return True
+
+    async def leave(self) -> None:
+        self.waiting -= 1
+        await self.slots.acquire()
+
+
+# Set by redfleet.profiles.fleet.validate_fleet for each target's task.
+WAITING_ROOM: ContextVar[WaitingRoom | None] = ContextVar("redfleet_profiles_waiting_room", default=None)
+
+
 class FleetPlan:
     """Shared by the targets of one fleet run: the first node of each platform (same service root shape, vendor,
     product and Redfish version) is read in full; the others read what it needed, plus any URI it never had.
@@ -984,9 +1022,13 @@ class FleetPlan:
             if event is None:
                 self._pending[key] = asyncio.Event()
                 return None  # this target learns the platform
-            await event.wait()
-            if key not in self.templates and key not in self._pending:
-                continue
+            room = WAITING_ROOM.get()
+            entered = room is not None and await room.enter()
+            try:
+                await event.wait()
+            finally:
+                if entered and room is not None:
+                    await room.leave()
 
     def publish(self, key: str, template: PlanTemplate) -> None:
         self.templates[key] = template

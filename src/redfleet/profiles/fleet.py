@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from redfleet.profiles.engine import FleetPlan, Options, TargetResult, validate_source
+from redfleet.profiles.engine import WAITING_ROOM, FleetPlan, Options, TargetResult, WaitingRoom, validate_source
 from redfleet.profiles.profile import ProfileSet
 from redfleet.profiles.source import CachedSource, HttpAuth, HttpSource, MockupSource
 
@@ -46,6 +46,7 @@ async def validate_target(target: Target, profiles: ProfileSet, options: Options
                                   concurrency=per_target_concurrency) as http:
                 cached = CachedSource(http)
                 result = await validate_source(cached, profiles, options, target=target.name)
+                result.read_errors = dict(http.failures)
                 if protocol and not result.error:
                     from redfleet.profiles.protocol import protocol_checks
 
@@ -63,8 +64,10 @@ async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: O
     """Validate every target, ``concurrency`` at a time; results come back in the targets' order."""
     options = options or Options()
     sem = asyncio.Semaphore(max(1, concurrency))
+    room = WaitingRoom(sem, 2 * max(1, concurrency))
 
     async def one(t: Target) -> TargetResult:
+        WAITING_ROOM.set(room)  # this task's own context: a follower waiting for its template frees its slot
         async with sem:
             r = await validate_target(t, profiles, options, protocol=protocol,
                                     request_timeout=request_timeout)

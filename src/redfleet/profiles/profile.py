@@ -15,6 +15,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class UseCase:
     def read_requirement(self) -> str:
         return str(self.req.get("ReadRequirement", "Mandatory"))
 
-    @property
+    @cached_property
     def label(self) -> str:
         return f"{self.profile.label} / {self.resource}" + ("" if self.title == "Default" else f" [{self.title}]")
 

@@ -138,6 +138,9 @@ class HttpSource:
     _session_uri: str | None = None
     _responses: dict[str, Response] = field(default_factory=dict)
     _headers: dict[str, str] = field(default_factory=dict)
+    _relogin_lock: asyncio.Lock | None = None
+    relogins: int = 0  # sessions that expired while reading and were opened again
+    failures: dict[str, str] = field(default_factory=dict)  # URI -> why it could not be read (not 404s)
 
     async def __aenter__(self) -> HttpSource:
         await self.open()
@@ -169,10 +172,11 @@ class HttpSource:
             if isinstance(link, dict) and isinstance(link.get("@odata.id"), str):
                 sessions = link["@odata.id"]
         body = json.dumps({"UserName": self.auth.username, "Password": self.auth.password}).encode()
+        # "Connection: close": the login gets a connection of its own, and the keep-alive connections that follow
+        # carry nothing but GETs (some BMCs, and the simulator, serve a connection that saw a POST more slowly).
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "Connection": "close"}
         try:
-            resp = await self._transport.request(
-                "POST", sessions, {"Accept": "application/json", "Content-Type": "application/json"}, body,
-                self.timeout)
+            resp = await self._transport.request("POST", sessions, headers, body, self.timeout)
         except Exception:  # fall back to Basic auth
             resp = None
         token = resp.header("x-auth-token") if resp is not None and resp.status in (200, 201, 204) else None
@@ -185,6 +189,21 @@ class HttpSource:
         if location:
             path = location.split("://", 1)[-1].split("/", 1)[-1] if "://" in location else location
             self._session_uri = "/" + path.lstrip("/")
+
+    async def _relogin(self, stale: str | None) -> None:
+        """The session expired (a 401 with its token): log in again, once for all the reads that noticed."""
+        if self._relogin_lock is None:
+            self._relogin_lock = asyncio.Lock()
+        async with self._relogin_lock:
+            if self._token != stale:
+                return  # another read already logged in again
+            self.relogins += 1
+            self._headers.pop("X-Auth-Token", None)
+            self._token = self._session_uri = None
+            await self._login()
+            if self._token is None and self.auth.username is not None:
+                creds = f"{self.auth.username}:{self.auth.password or ''}".encode()
+                self._headers["Authorization"] = "Basic " + base64.b64encode(creds).decode("ascii")
 
     async def close(self) -> None:
         if self._transport is None:
@@ -201,9 +220,21 @@ class HttpSource:
         if cached is not None:
             return cached
         assert self._transport is not None, "open() the source first"
-        try:
-            resp = await self._transport.request("GET", quote(uri, safe=_URI_SAFE), self._headers, None,
-                                                 self.timeout)
+        target = quote(uri, safe=_URI_SAFE)
+        result = Response(0, None)
+        for attempt in range(3):
+            token = self._token
+            try:
+                resp = await self._transport.request("GET", target, self._headers, None, self.timeout)
+            except Exception as exc:  # connection refused/reset, timeout: once more, then give up
+                result = Response(0, None, error=f"{type(exc).__name__}: {exc}")
+                if attempt == 0:
+                    await asyncio.sleep(0.2)
+                    continue
+                break
+            if resp.status == 401 and token is not None and attempt < 2:
+                await self._relogin(token)
+                continue
             payload = None
             if resp.status == 200:
                 try:
@@ -212,8 +243,9 @@ class HttpSource:
                 except ValueError:
                     payload = None
             result = Response(resp.status, payload, resp.header("allow"))
-        except Exception as exc:
-            result = Response(0, None, error=f"{type(exc).__name__}: {exc}")
+            break
+        if result.status == 0 or result.status in (401, 403) or result.status >= 500:
+            self.failures[uri] = result.error or f"HTTP {result.status}"
         self._responses[uri] = result
         return result
 
