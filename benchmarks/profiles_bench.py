@@ -3,11 +3,12 @@
 One run, side by side, against the same simulated fleet (``redfleet sim`` in its own process, every flavor in turn,
 plain HTTP on 127.16.136.0/…): first the DMTF tool, as an operator scripts it, on the first ``--dmtf-nodes`` BMCs one
 after another; then redfleet on all ``--nodes`` BMCs at once (``--fast``: each platform read in full once, the
-others read what mattered). Both use OCP Server 1.1.0 (which requires OCP Baseline 1.1.0). redfleet runs in ``dmtf``
-mode here so that its pass/warn/fail/not-tested counts on the DMTF tool's nodes can be checked equal to the tool's
-own. Goal: the 1,000 finish sooner than the 10.
+others read what mattered; ``--workers`` processes, ``--concurrency`` BMCs at once in each). Both use OCP Server
+1.1.0 (which requires OCP Baseline 1.1.0). redfleet runs in ``dmtf`` mode here so that its pass/warn/fail/not-tested
+counts on the DMTF tool's nodes can be checked equal to the tool's own. Goal: the 1,000 finish sooner than the 10.
 
-    python -m benchmarks profiles_bench [--nodes 1000] [--dmtf-nodes 10] [--out artifacts/profiles_bench.json]
+    python -m benchmarks profiles_bench [--nodes 1000] [--dmtf-nodes 10] [--workers 2] [--concurrency 32]
+                                        [--out artifacts/profiles_bench.json]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from redfleet.model.fleetfile import load_fleet_file
 from redfleet.paths import shared_dir
-from redfleet.profiles.fleet import Target, fleet_options, validate_fleet
+from redfleet.profiles.fleet import Target, fleet_options, validate_fleet, validate_fleet_processes
 from redfleet.profiles.fleet import run as run_async
 from redfleet.profiles.profile import load_profile
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dmtf-nodes", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=32, help="redfleet: BMCs validated at once (more only "
                         "slows down the first node of each platform, which the others wait for)")
+    parser.add_argument("--workers", type=int, default=2, help="redfleet: processes (redfleet validate --workers)")
     parser.add_argument("--base-address", default="127.16.136.1")
     parser.add_argument("--out", type=Path, default=Path("artifacts/profiles_bench.json"))
     args = parser.parse_args(argv)
@@ -121,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         # 2. redfleet, the whole fleet at once
         profiles = load_profile(profile_path)
         began = time.perf_counter()
-        results = run_async(validate_fleet(targets, profiles, fleet_options("dmtf", fast=True),
-                                             concurrency=args.concurrency, protocol=False))
+        results = validate_fleet_processes(targets, profiles, "dmtf", fast=True, workers=args.workers,
+                                           concurrency=args.concurrency, protocol=False)
         ours_total = time.perf_counter() - began
         # Where the counts differ on a DMTF node, read that node again in full (no fleet plan): tells a fleet-mode
         # error apart from a BMC whose state changed between the two tools' reads.

@@ -123,3 +123,14 @@ def test_db_keeps_runs_and_drift_shows_a_firmware_update(mockups, tmp_path):
     res = runner.invoke(app, ["validate", "--db", str(db), "--drift", str(node), "--profile",
                               "RedfleetNeocloudGpuNode"])
     assert res.exit_code == 2  # no runs of that profile
+
+
+def test_workers_spread_a_fleet_over_processes(mockups):
+    """--workers 2: the same per-target results, in the same order, as one process."""
+    dirs = [str(mockups / m) for m in ("public-telemetry", "public-rackmount1", "public-telemetry", "public-tower")]
+    base = ["validate", "--profile", "OCPServerHardwareManagement", "--json", "--full"]
+    one = json.loads(runner.invoke(app, [*base, *dirs]).stdout)
+    two = json.loads(runner.invoke(app, [*base, "--workers", "2", *dirs]).stdout)
+    assert [t["target"] for t in two["targets"]] == dirs
+    assert [t["summary"] for t in two["targets"]] == [t["summary"] for t in one["targets"]]
+    assert two["targets"][1]["summary"] != two["targets"][0]["summary"]  # different captures, different counts

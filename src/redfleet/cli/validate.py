@@ -172,7 +172,8 @@ def register(app: typer.Typer) -> None:
         show_all: bool = typer.Option(False, "--all", help="List every requirement, not only warnings and "
                                       "failures."),
         warn_fails: bool = typer.Option(False, "--warn-fails", help="Exit 1 on warnings too."),
-        concurrency: int = typer.Option(64, "--concurrency", help="Targets validated at once."),
+        concurrency: int = typer.Option(64, "--concurrency", help="Targets validated at once (per process)."),
+        workers: int = typer.Option(1, "--workers", help="Processes to spread a fleet over (one per core)."),
         timeout: float = typer.Option(30.0, "--timeout", help="Seconds per request."),
         list_profiles: bool = typer.Option(False, "--list-profiles", help="List the profiles found and exit."),
     ) -> None:
@@ -184,7 +185,7 @@ def register(app: typer.Typer) -> None:
         """
         from redfleet.profiles import report
         from redfleet.profiles.engine import Options
-        from redfleet.profiles.fleet import Target, fleet_options, run, validate_fleet
+        from redfleet.profiles.fleet import Target, fleet_options, run, validate_fleet, validate_fleet_processes
         from redfleet.profiles.profile import ProfileError, load_profile
         from redfleet.profiles.profile import list_profiles as _list
 
@@ -235,8 +236,12 @@ def register(app: typer.Typer) -> None:
             if len(todo) > 1 and not json_out and sys.stderr.isatty():
                 err.print(f"\r{progress['done']}/{len(todo)} validated", end="")
 
-        results = run(validate_fleet(todo, profiles, options, concurrency=concurrency, protocol=protocol,
-                                             request_timeout=timeout, on_result=tick))
+        if workers > 1 and len(todo) > 1:
+            results = validate_fleet_processes(todo, profiles, mode, fast, workers, concurrency=concurrency,
+                                               protocol=protocol, request_timeout=timeout)
+        else:
+            results = run(validate_fleet(todo, profiles, options, concurrency=concurrency, protocol=protocol,
+                                         request_timeout=timeout, on_result=tick))
         data = report.to_json(results)
         if save is not None:
             for t in data["targets"]:

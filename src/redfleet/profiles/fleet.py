@@ -78,6 +78,33 @@ async def validate_fleet(targets: list[Target], profiles: ProfileSet, options: O
     return list(await asyncio.gather(*(one(t) for t in targets)))
 
 
+def _validate_chunk(targets: list[Target], profiles: ProfileSet, mode: str, fast: bool,
+                    kwargs: dict[str, Any]) -> list[TargetResult]:
+    return run(validate_fleet(targets, profiles, fleet_options(mode, fast), **kwargs))
+
+
+def validate_fleet_processes(targets: list[Target], profiles: ProfileSet, mode: str = "strict", fast: bool = True,
+                             workers: int = 2, **kwargs: Any) -> list[TargetResult]:
+    """:func:`validate_fleet` spread over ``workers`` processes (one event loop per core): targets dealt out in
+    turn, each process with its own fleet plan (so each learns every platform once); results in the targets'
+    order. ``kwargs`` go to :func:`validate_fleet` (``concurrency`` is per process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(1, min(workers, len(targets)))
+    if workers == 1:
+        return _validate_chunk(targets, profiles, mode, fast, kwargs)
+    chunks = [targets[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_validate_chunk, chunks, [profiles] * workers, [mode] * workers, [fast] * workers,
+                              [kwargs] * workers))
+    out: list[TargetResult | None] = [None] * len(targets)
+    for w, part in enumerate(parts):
+        for j, result in enumerate(part):
+            out[w + j * workers] = result
+    return [r for r in out if r is not None]
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a validation on uvloop when it is installed (less CPU per request), else on asyncio's loop."""
     try:
