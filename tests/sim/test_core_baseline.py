@@ -14,7 +14,8 @@ FAILED_DRIVE = "/redfish/v1/Systems/1/Storage/DA00001C/Drives/DA00001C"
 async def _drive_health(cfg: SimConfig) -> str:
     async with SimFleet(cfg) as fleet:
         url = fleet.nodes[0].bmc_url + FAILED_DRIVE
-        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("root", "calvin")) as http, http.get(url) as r:
+        auth = {"Authorization": aiohttp.encode_basic_auth("root", "calvin")}
+        async with aiohttp.ClientSession(headers=auth) as http, http.get(url) as r:
             assert r.status == 200
             return str((await r.json())["Status"]["Health"])
 
