@@ -416,6 +416,7 @@ class FleetDyn(FleetDynamics):
         self.nodes: dict[str, NodeDyn] = {}
         self.faulty: set[str] = set()  # names of nodes with active faults (the ticker looks at these only)
         self.pending: list[tuple[float, str, Fault]] = []  # (sim time, node, fault) lemon refails and delayed
+        self.legacy_faults: dict[str, list[Fault]] = {}  # faults on legacy-ipmi nodes (no NodeDyn of their own)
         self.history: deque[Doc] = deque(maxlen=500)
         cfg = fleet.config
         self.seed = int(getattr(cfg, "seed", 0) or 0)
@@ -513,17 +514,58 @@ class FleetDyn(FleetDynamics):
             nd = self.nodes.get(name)
             if nd:
                 out.extend(f.to_json() for f in nd.faults)
+        for name in sorted(self.legacy_faults):
+            out.extend(f.to_json() for f in self.legacy_faults[name])
         return out
 
     def pending_json(self) -> list[Doc]:
         return [{**f.to_json(), "at": round(at, 3), "state": "pending"} for at, _n, f in sorted(
             self.pending, key=lambda x: x[0])]
 
+    # ---- legacy IPMI nodes -----------------------------------------------------------------------------------
+    # They have no Redfish tree and no NodeDyn: their own model (sim/ipmi.py) shows a fault in its sensors and SEL.
+    # The engine keeps the Fault records so the control API and CLI treat every node alike.
+    def _legacy(self, name: str) -> Any:
+        ipmi = getattr(self.fleet, "ipmi", None)
+        if ipmi is None or name in self.nodes:
+            return None
+        try:
+            return ipmi.node(name)
+        except KeyError:
+            return None
+
+    def _inject_legacy(self, node: Any, kind: str, target: int | None, persistent: bool) -> Fault:
+        if kind not in CATALOG:
+            raise UserError(f"unknown fault kind {kind!r}; known: {', '.join(CATALOG)}")
+        try:
+            node.inject(kind, target=target)
+        except ValueError as exc:
+            raise UserError(f"{node.name} (legacy-ipmi): {exc}") from None
+        fault = Fault(kind, node.name, target=target, persistent=persistent, started=self.now())
+        self.legacy_faults.setdefault(node.name, []).append(fault)
+        return fault
+
+    def _clear_legacy(self, node: Any, fault_id: int | None, kind: str | None) -> list[Fault]:
+        have = self.legacy_faults.get(node.name, [])
+        gone = [f for f in have if (fault_id is None or f.id == fault_id) and (kind is None or f.kind == kind)]
+        if fault_id is not None and not gone:
+            raise UserError(f"{node.name} has no fault {fault_id}", 404)
+        # The legacy model clears all its faults at once; the ones not asked for are put back.
+        node.clear()
+        keep = [f for f in have if f not in gone]
+        for f in keep:
+            node.inject(f.kind, target=f.target)
+        self.legacy_faults[node.name] = keep
+        return gone
+
     # ---- the fault engine ----------------------------------------------------------------------------------
     def inject(self, name: str, kind: str, gpu: int | None = None, xid: int | None = None,
                persistent: bool = False, target: int | None = None, duration: Any = None,
                params: dict[str, Any] | None = None, recurrence: int = 0) -> Fault:
         """Make a fault happen now on node ``name``. Raises :class:`UserError` on a bad request."""
+        legacy = self._legacy(name)
+        if legacy is not None:
+            return self._inject_legacy(legacy, kind, target if target is not None else gpu, persistent)
         nd = self.node(name)
         spec = CATALOG.get(kind)
         if spec is None:
@@ -697,6 +739,9 @@ class FleetDyn(FleetDynamics):
     def clear(self, name: str, fault_id: int | None = None, kind: str | None = None, repair: bool = True,
               cause: str = "clear") -> list[Fault]:
         """Remove faults from a node (all, one id, or one kind). ``repair`` lets a lemon schedule a refail."""
+        legacy = self._legacy(name)
+        if legacy is not None:
+            return self._clear_legacy(legacy, fault_id, kind)
         nd = self.node(name)
         gone = [f for f in nd.faults if (fault_id is None or f.id == fault_id) and (kind is None or f.kind == kind)]
         if fault_id is not None and not gone:
