@@ -8,7 +8,6 @@ catalog. A "lemon" node fails again with the same fault some minutes after each 
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,40 +179,20 @@ _XIDS: dict[int, tuple[str, str, str]] = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _catalog_from_shared() -> dict[int, tuple[str, str, str]]:
-    """Codes beyond the built-in ones, from ``shared/gpu/Xid-Catalog.xlsx`` when it is there (optional)."""
-    try:
-        import openpyxl
-
-        from redfleet.paths import shared_dir
-
-        path = shared_dir() / "gpu" / "Xid-Catalog.xlsx"
-        if not path.is_file():
-            return {}
-        wb = openpyxl.load_workbook(path, read_only=True)
-        out: dict[int, tuple[str, str, str]] = {}
-        for row in wb["Xids"].iter_rows(values_only=True, min_row=2):
-            try:
-                code = int(str(row[1]).strip())
-            except (TypeError, ValueError):
-                continue
-            out[code] = (str(row[2] or "").split("/")[0].strip(), str(row[8] or "CONTACT_SUPPORT").strip(),
-                         str(row[3] or "").strip())
-        wb.close()
-        return out
-    except Exception:
-        return {}
-
-
 def xid_info(code: int) -> tuple[str, str, str]:
     """(mnemonic, resolution bucket, message text) for an Xid code."""
     hit = _XIDS.get(code)
     if hit is not None:
         return hit
-    hit = _catalog_from_shared().get(code)
-    if hit is not None:
-        return hit
+    # Codes beyond the ones above: NVIDIA's catalog as the health engine ships it (built from the workbook), so the
+    # simulator and the engine agree on every bucket and neither needs ../shared at run time.
+    from redfleet.health.xid import default_catalog
+
+    catalog = default_catalog()
+    entry = catalog.entry(code)
+    if entry is not None:
+        return (catalog.mnemonic(code), str(entry.get("immediate") or "CONTACT_SUPPORT"),
+                str(entry.get("description") or f"Xid {code} event"))
     return (f"XID_{code}", "CONTACT_SUPPORT", f"Xid {code} event")
 
 
