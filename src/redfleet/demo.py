@@ -42,6 +42,7 @@ from redfleet.redfish import collect_inventory
 from redfleet.redfish.fleet import FleetOptions, NodeResult, run_fleet, targets_from_fleet
 from redfleet.sim import SimConfig, SimFleet
 from redfleet.sim.dyn_node import FleetDyn
+from redfleet.sim.faults import CATALOG
 from redfleet.store.crypto import KeyRing
 from redfleet.store.repository import FleetStore
 from redfleet.telemetry.collector.poller import Intervals
@@ -59,9 +60,6 @@ DEMO_FAULTS: tuple[dict[str, Any], ...] = (
     {"kind": "inlet-overtemp"},
     {"kind": "xid", "xid": 48},
 )
-
-GPU_FAULTS = {"xid", "gpu-overtemp", "ecc-dbe", "gpu-lost", "row-remap", "nvlink"}
-
 
 @dataclass
 class DemoOptions:
@@ -224,7 +222,7 @@ class Demo:
         kind = spec.pop("kind")
         # GPU faults go to nodes whose inventory shows GPUs; the rest to any node.
         pool = [n for n in names if self.last.get(n) is not None and self.last[n].gpus] \
-            if kind in GPU_FAULTS else names
+            if CATALOG[kind].target == "gpu" else names
         node = rng.choice(pool or names)
         try:
             fault = dyn.inject(node, kind, **spec)
