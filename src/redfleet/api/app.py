@@ -539,6 +539,22 @@ def create_app(
         app.include_router(ssd_router, prefix=API, dependencies=[Depends(require_by_method())])
     except ImportError:  # the SSD area is optional
         pass
+    # Other areas' routers: each module's ``router`` (paths relative to /api/v1; it checks roles itself through
+    # ``redfleet.api.auth.require`` and reaches serve's state through ``request.app.state``).
+    import importlib
+
+    for mod in ("redfleet.api.remediation", "redfleet.api.profiles", "redfleet.api.overview"):
+        try:
+            app.include_router(importlib.import_module(mod).router, prefix=API)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    try:
+        from redfleet.web import mount as mount_web  # the dashboard: HTML pages and static files
+    except ImportError:
+        pass
+    else:
+        mount_web(app)
 
     async def metrics_ep(request: Request) -> Response:
         """Prometheus exposition. ``?series=curated|all|none`` (default curated), ``?rack=R`` / ``?node=N``
