@@ -5,6 +5,10 @@ One batch per push (the agent pushes every second by default). Metric names are 
 metrics (``DCGM_FI_DEV_GPU_TEMP``...), so a dcgm-exporter scrape and NVML readings land on the same names;
 redfleet's own in-band metrics use a ``REDFLEET_`` prefix. Events carry what is not a number: Xid lines, kernel
 messages. NVMe health rides along as nvme-cli JSON (the predict package decodes it).
+
+Remediation commands ride back in the answer (``IngestResult.commands``: "reset GPU N", "reboot the OS", see
+:mod:`redfleet.remediation.commands`) and their results in the node's next batch (``command_results``). Both fields
+default to empty, so an agent that knows nothing of commands and a serve that sends none still speak to each other.
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ class GpuIdentity(BaseModel):
     serial: str | None = None
 
 
+class CommandResult(BaseModel):
+    """What the agent did with one command from an earlier ingest answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128)  # the command's id, as serve sent it
+    ok: bool
+    message: str = Field(default="", max_length=4000)  # e.g. nvidia-smi's own words when the reset failed
+    finished_at: float  # seconds since the epoch, when the agent finished (or refused) it
+
+
 class IngestBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,9 +93,11 @@ class IngestBatch(BaseModel):
     samples: list[Sample] = Field(default_factory=list, max_length=100_000)
     events: list[InbandEvent] = Field(default_factory=list, max_length=10_000)
     nvme: list[NvmeReport] = Field(default_factory=list, max_length=64)
+    command_results: list[CommandResult] = Field(default_factory=list, max_length=100)
 
 
 class IngestResult(BaseModel):
     accepted_samples: int
     accepted_events: int
     node: str
+    commands: list[dict[str, Any]] = Field(default_factory=list)  # AgentCommand.to_wire() for this node
