@@ -1,4 +1,4 @@
-"""IPMI-over-LAN fallback for nodes without Redfish (``ipmi://host[:port]`` BMC URLs): power and sensors.
+"""IPMI-over-LAN fallback for nodes without Redfish (``ipmi://host[:port]`` BMC URLs): power, sensors, the SEL.
 
 pyghmi's client is blocking (it runs its own select loop and retries); every call here runs it in a worker thread
 under an asyncio timeout, so one dead BMC cannot stall a fleet-wide run. Errors are the same classified
@@ -166,3 +166,69 @@ class IpmiClient:
             ))
         return SensorReadings(bmc=self.url, via="ipmi", readings=readings,
                               collected_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+    async def sel(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` SEL records, newest first, in the shape
+        :func:`redfleet.redfish.logs.read_sel` returns (``log`` is ``"ipmi-sel"``, ``uri`` ``ipmi://host#sel/<id>``).
+
+        pyghmi's event-log reader walks the whole SEL (one Get SEL Entry per record; it has no way to start at the
+        end) and decodes each record against the SDR; the walk runs under this client's timeout."""
+        if limit < 1:
+            return []
+
+        def read() -> list[dict[str, Any]]:
+            return list(self._cmd.get_event_log())
+
+        raw = await self._call(read)
+        # The SEL keeps records in the order they were added: the last ones are the newest.
+        return [self._sel_entry(e) for e in reversed(raw[-limit:]) if isinstance(e, dict)]
+
+    def _sel_entry(self, e: dict[str, Any]) -> dict[str, Any]:
+        record = e.get("record_id")
+        component = e.get("component") or None
+        text = str(e.get("event") or "")
+        if e.get("deassertion"):
+            text = f"{text} (deasserted)" if text else "deasserted"
+        message = f"{component}: {text}" if component and text else (text or str(component or ""))
+        if not message and e.get("oemdata") is not None:
+            message = "OEM record " + bytes(e["oemdata"]).hex()
+        sensor_number = None
+        cid = e.get("component_id")
+        if isinstance(cid, str) and cid.count(".") == 2:  # generator.sensor.lun
+            part = cid.split(".")[1]
+            sensor_number = int(part) if part.isdigit() else None
+        type_id = e.get("component_type_id")
+        event_id = e.get("event_id")
+        # IPMI has no message registry: sensor type and event type.offset identify the kind of record
+        message_id = f"IPMI.{int(type_id):02X}.{event_id}" if isinstance(type_id, int) and event_id else None
+        return {
+            "id": str(record) if record is not None else None,
+            "created": _sel_time(e),
+            "severity": _SEL_SEVERITY.get(int(e.get("severity") or 0), "Critical"),
+            "message": message,
+            "message_id": message_id,
+            "sensor_type": e.get("component_type") or None,
+            "sensor_number": sensor_number,
+            "entry_type": "SEL",
+            "log": "ipmi-sel",
+            "uri": f"{self.url}#sel/{record}",
+        }
+
+
+# pyghmi.constants.Health: Ok 0, Warning 1, Critical 2, Failed 4
+_SEL_SEVERITY = {0: "OK", 1: "Warning", 2: "Critical"}
+
+
+def _sel_time(e: dict[str, Any]) -> str | None:
+    """ISO UTC. pyghmi gives ``timestamp`` in this host's local time, corrected for the BMC's clock offset; a
+    record stamped before the BMC's clock was set carries only its raw ``timecode`` (seconds since BMC init)."""
+    stamp = e.get("timestamp")
+    if isinstance(stamp, str) and stamp:
+        try:
+            dt = datetime.fromisoformat(stamp)
+        except ValueError:
+            return stamp
+        if dt.tzinfo is None:
+            dt = dt.astimezone()  # naive local time -> aware
+        return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None
