@@ -10,12 +10,15 @@
     DELETE /nodes/{name}/faults[/{id}]    clear all (or one) faults; ?repair=false keeps a lemon from refailing
     POST   /nodes/{name}/clear            same as DELETE /nodes/{name}/faults
     POST   /nodes/{name}/power            {"reset_type": "PowerCycle"} (the ComputerSystem.Reset of the BMC)
+    POST   /nodes/{name}/gpu-reset        {"gpu": 2}: nvidia-smi --gpu-reset from the host -> the faults it cleared
+    POST   /nodes/{name}/os-reboot        systemctl reboot from the host (a GracefulRestart) -> 202
     GET    /faults                        active faults fleet-wide, pending refails, recent history
     GET    /faults/catalog                every kind: target, surfaces, cleared_by_power_cycle
     POST   /scenario                      a scenario (YAML or JSON body) to run now; GET /scenario: its state
     GET    /healthz
 
-Errors are JSON ``{"error": "..."}`` with 400 (bad request) or 404 (unknown node or fault).
+Errors are JSON ``{"error": "..."}`` with 400 (bad request), 404 (unknown node or fault) or 409 (the node cannot
+do it now: its OS is hung, down or booting, or the GPU is off the bus).
 """
 
 from __future__ import annotations
@@ -157,6 +160,26 @@ async def power(request: web.Request) -> web.Response:
     return _json({"node": nd.node.name, "reset_type": rt, "power_state": nd.node.power_state}, 202)
 
 
+async def gpu_reset(request: web.Request) -> web.Response:
+    fd = _fd(request)
+    name = request.match_info["name"]
+    body = await _body(request)
+    gpu = body.get("gpu")
+    if isinstance(gpu, bool) or not isinstance(gpu, int):
+        raise UserError(f"'gpu' must be a GPU index (an integer), not {gpu!r}")
+    gone = fd.gpu_reset(name, gpu)
+    return _json({"node": name, "gpu": gpu, "cleared": [f.to_json() for f in gone],
+                  "pending": [p for p in fd.pending_json() if p["node"] == name]})
+
+
+async def os_reboot(request: web.Request) -> web.Response:
+    fd = _fd(request)
+    name = request.match_info["name"]
+    fd.os_reboot(name)
+    nd = fd.node(name)
+    return _json({"node": name, "power_state": nd.node.power_state, "os_state": nd.os_state()}, 202)
+
+
 async def faults(request: web.Request) -> web.Response:
     fd = _fd(request)
     return _json({"active": fd.all_faults(), "pending": fd.pending_json(), "history": list(fd.history)[-100:],
@@ -224,6 +247,8 @@ def build_control_app(fleet: SimFleet | FleetDyn) -> web.Application:
     r.add_delete("/nodes/{name}/faults/{fid}", clear)
     r.add_post("/nodes/{name}/clear", clear)
     r.add_post("/nodes/{name}/power", power)
+    r.add_post("/nodes/{name}/gpu-reset", gpu_reset)
+    r.add_post("/nodes/{name}/os-reboot", os_reboot)
     r.add_get("/faults", faults)
     r.add_get("/faults/catalog", catalog)
     r.add_post("/scenario", scenario_post)

@@ -58,6 +58,14 @@ class UserError(ValueError):
         self.status = status
 
 
+class SimError(UserError):
+    """A request the simulated node cannot carry out in its present state (its OS is hung or down, the GPU is off
+    the bus): answered 409 by the control API, reported as a failed command by the in-band side."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message, status)
+
+
 class FlavorDyn:
     """What the dynamic side keeps per flavor (shared by every node of that flavor)."""
 
@@ -270,6 +278,9 @@ class NodeDyn(NodeDynamics):
     def ecc(self, gpu: int, t: float) -> dict[str, int]:
         """The GPU's ECC and row-remap counters (volatile ones reset at boot)."""
         since = self.boot_at if self.boot_at is not None else 0.0
+        reset_at = self.count(f"g{gpu}.reset_at")
+        if reset_at and reset_at > since:  # a GPU reset zeroes the volatile counters, as a boot does
+            since = reset_at
         m = self.model
         sbe_bg = m.counter(0xEC0 + gpu, t, 0.0, 2.0)
         sbe_vol_bg = m.counter(0xEC0 + gpu, t, max(0.0, since), 2.0)
@@ -810,6 +821,61 @@ class FleetDyn(FleetDynamics):
                     nd.bump(f"{g}.rr_unc", nd.counters.pop(k))
         gone = [f for f in nd.faults if f.clears_on_power_cycle]
         self._remove(nd, gone, repair=True, cause=f"power-cycle ({reset_type or 'power'})")
+
+    # ---- in-band remediation: what the node's agent can do from inside the OS --------------------------------
+    def _inband_ready(self, name: str, what: str) -> NodeDyn:
+        if self._legacy(name) is not None:
+            raise SimError(f"{name} is a legacy-ipmi node: its host side is not simulated, so it cannot {what}")
+        nd = self.node(name)
+        state = nd.os_state()
+        if state != "up":
+            # a hung OS runs nothing; a node that is off or still booting has no agent running yet
+            raise SimError(f"{name}: the host OS is {state}; it cannot {what}")
+        return nd
+
+    def gpu_reset(self, name: str, gpu: int) -> list[Fault]:
+        """``nvidia-smi --gpu-reset -i GPU`` on the node: the GPU's faults that a reset clears go (a lemon's come
+        back later, as after any repair), its volatile ECC counters restart and a pending row remap is applied.
+        Returns the faults cleared. Raises :class:`SimError` when the OS is not up or the GPU is off the bus."""
+        nd = self._inband_ready(name, f"reset GPU {gpu}")
+        ix = nd.flv.ix
+        if isinstance(gpu, bool) or not isinstance(gpu, int):
+            raise UserError(f"gpu must be a GPU index, not {gpu!r}")
+        if not ix.gpus:
+            raise UserError(f"{name} ({nd.node.flavor.name}) has no GPU to reset")
+        if not 0 <= gpu < len(ix.gpus):
+            raise UserError(f"{name} has GPUs 0..{len(ix.gpus) - 1}; no GPU {gpu}")
+        if nd.gpu_lost(gpu):
+            raise SimError(f"{name}: GPU {gpu} has fallen off the bus; a reset cannot reach it (the node needs a "
+                           "power cycle)")
+        t = self.now()
+        if nd.counters:
+            for key in (f"g{gpu}.sbe_vol", f"g{gpu}.dbe_vol"):
+                nd.counters.pop(key, None)
+            pending = nd.counters.pop(f"g{gpu}.rr_pending", 0.0)
+            if pending:  # the remap a DBE left pending takes effect at the reset
+                nd.bump(f"g{gpu}.rr_unc", pending)
+        nd.bump(f"g{gpu}.reset_at", t - nd.count(f"g{gpu}.reset_at"))
+        gone = [f for f in nd.gpu_faults(gpu) if f.clears_on_gpu_reset]
+        info = ix.gpus[gpu]
+        # the BMC (the HMC on HGX boards) sees the GPU reset and logs it; no registry message fits, so plain text
+        target = ix.logs.get("hgx") or ix.logs.get("event") or ix.logs.get("sel")
+        if target is not None:
+            self._write(nd, target.uri, f"{info.id} (GPU {gpu}) was reset from the host.", "OK", None,
+                        {"Links": {"OriginOfCondition": {"@odata.id": info.chassis or info.uri}}})
+        self.history.append({"t": round(t, 3), "event": "gpu-reset", "node": name, "gpu": gpu,
+                             "cleared": [f.id for f in gone]})
+        self._remove(nd, gone, repair=True, cause=f"gpu-reset (GPU {gpu})")
+        nd.node.bump(info.uri)
+        return gone
+
+    def os_reboot(self, name: str) -> None:
+        """``systemctl reboot`` on the node: the same path as a GracefulRestart through the BMC (the OS shuts
+        down, the host power-cycles, faults a power cycle clears go). A hung OS cannot reboot itself: SimError."""
+        nd = self._inband_ready(name, "reboot itself")
+        t = self.now()
+        self.history.append({"t": round(t, 3), "event": "os-reboot", "node": name})
+        nd.node.reset("GracefulRestart")
 
     def bmc_reset(self, nd: NodeDyn) -> None:
         gone = [f for f in nd.faults if f.clears_on_bmc_reset]

@@ -4,6 +4,13 @@ Each kind says what it touches (its *surfaces*), what part it targets (a GPU, a 
 node's OS or its BMC) and whether a power cycle clears it, as the field shows: a GPU that fell off the bus usually
 comes back after a reboot; a failed fan or a worn-out SSD does not. ``persistent`` on one fault overrides the
 catalog. A "lemon" node fails again with the same fault some minutes after each repair.
+
+``cleared_by_gpu_reset`` is the in-band rung below a reboot (``nvidia-smi --gpu-reset``): it clears what lives in
+the GPU's own state (an Xid, a double-bit ECC error whose row remap the reset applies, NVLink errors) but not:
+a GPU that fell off the bus (gpu-lost, and an xid fault with code 79), which the driver can no longer reach, so
+only a node power cycle brings it back; a row-remap failure, which means the remap resources are spent and the
+GPU needs an RMA; an over-temperature GPU, which is a cooling problem a reset does not touch; and nothing that is
+not a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ class FaultSpec:
     default_xid: int | None = None
     cleared_by_bmc_reset: bool = False
     testing: bool = False
+    cleared_by_gpu_reset: bool = False  # see the module docstring; "xid" is True but code 79 is excepted per fault
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +40,7 @@ class FaultSpec:
             "target": self.target,
             "cleared_by_power_cycle": self.cleared_by_power_cycle,
             "cleared_by_bmc_reset": self.cleared_by_bmc_reset,
+            "cleared_by_gpu_reset": self.cleared_by_gpu_reset,
             "surfaces": list(self.surfaces),
             "severity": self.severity,
             "default_xid": self.default_xid,
@@ -52,15 +61,15 @@ CATALOG: dict[str, FaultSpec] = {
     s.kind: s
     for s in (
         FaultSpec("xid", "GPU Xid error, any code (--xid, default 31); 79 also takes the GPU off the bus", "gpu", True,
-                  (_RF, _SEL, _EV, _DCGM, _XID), default_xid=31),
+                  (_RF, _SEL, _EV, _DCGM, _XID), default_xid=31, cleared_by_gpu_reset=True),
         FaultSpec("ecc-dbe", "GPU double-bit ECC error: Xid 48 + 63, DBE counters, row remap pending", "gpu", True,
-                  (_RF, _SEL, _EV, _DCGM, _XID), default_xid=48),
+                  (_RF, _SEL, _EV, _DCGM, _XID), default_xid=48, cleared_by_gpu_reset=True),
         FaultSpec("row-remap", "GPU row-remap failure: Xid 64, ROW_REMAP_FAILURE=1 (needs RMA)", "gpu", False,
                   (_RF, _SEL, _EV, _DCGM, _XID), default_xid=64),
         FaultSpec("gpu-lost", "GPU fallen off the bus: Xid 79, gone from inventory and from DCGM", "gpu", True,
                   (_RF, _SEL, _EV, _DCGM, _XID), default_xid=79),
         FaultSpec("nvlink", "NVLink errors: Xid 74, CRC/replay/recovery counters climbing", "gpu", True,
-                  (_RF, _SEL, _EV, _DCGM, _XID), severity="Warning", default_xid=74),
+                  (_RF, _SEL, _EV, _DCGM, _XID), severity="Warning", default_xid=74, cleared_by_gpu_reset=True),
         FaultSpec("gpu-overtemp", "GPU over temperature (~92 °C, throttling)", "gpu", False,
                   (_RF, _SEL, _EV, _DCGM)),
         FaultSpec("inlet-overtemp", "Inlet air over temperature (+20 °C; every reading follows)", "node", False,
@@ -115,6 +124,11 @@ class Fault:
         return self.spec.cleared_by_power_cycle and not self.persistent
 
     @property
+    def clears_on_gpu_reset(self) -> bool:
+        # Xid 79 is the GPU falling off the bus: a reset cannot reach it (see the module docstring)
+        return self.spec.cleared_by_gpu_reset and not self.persistent and not (self.kind == "xid" and self.xid == 79)
+
+    @property
     def clears_on_bmc_reset(self) -> bool:
         return self.spec.cleared_by_bmc_reset and not self.persistent
 
@@ -133,6 +147,7 @@ class Fault:
             "xid": self.xid,
             "persistent": self.persistent,
             "cleared_by_power_cycle": self.clears_on_power_cycle,
+            "cleared_by_gpu_reset": self.clears_on_gpu_reset,
             "started": round(self.started, 3),
             "until": None if self.until is None else round(self.until, 3),
             "recurrence": self.recurrence,
