@@ -9,6 +9,8 @@
 - The same Xid usually shows up twice (the kernel line and the NVML event or the DCGM value): with a kernel
   source configured, an NVML/DCGM Xid event whose (GPU, code) the kernel reported in the last
   ``XID_DEDUP_S`` seconds is dropped.
+- Remediation commands in serve's answers (GPU reset, reboot) go to a :class:`~.actions.CommandRunner`, which
+  runs them only when the agent was started with ``--allow-remediation``; their results ride in the next batch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from redfleet.agent.actions import CommandRunner
 from redfleet.agent.dcgm import DcgmExporterCollector
 from redfleet.agent.kmsg import JournalSource, KmsgSource, bus_key, xid_events
 from redfleet.agent.nvme import NvmeCollector, samples_of
@@ -48,7 +51,7 @@ class Agent:
     def __init__(self, node: str | None = None, *, source: str = "nvml", nvml: Any = None,
                  dcgm_url: str | None = None, kmsg: KmsgSource | None = None, journal: JournalSource | None = None,
                  nvme: NvmeCollector | None = None, nvme_interval: float = 60.0,
-                 gpus_expected: int | None = None) -> None:
+                 gpus_expected: int | None = None, commands: CommandRunner | None = None) -> None:
         if source not in ("nvml", "dcgm-exporter", "none"):
             raise ValueError(f"source must be nvml, dcgm-exporter or none, not {source!r}")
         self.node = node or socket.gethostname()
@@ -68,12 +71,15 @@ class Agent:
         self.failing: dict[str, str] = {}  # collector -> error, while it fails
         self.gpus_by_bus: dict[str, int] = {}
         self.session: aiohttp.ClientSession | None = None
+        self.commands = commands
 
     async def start(self) -> None:
         if self.journal is not None and self.journal.proc is None:
             await self.journal.start()
 
     async def close(self) -> None:
+        if self.commands is not None:
+            await self.commands.close()
         if self.journal is not None:
             await self.journal.stop()
         if self.kmsg is not None:
@@ -168,12 +174,15 @@ class Agent:
             else "mixed",
             os_state="up", uptime_s=host_uptime(), driver_version=self.driver_version,
             gpus=gpus if gpu_ok else [], gpus_expected=gpus_expected if gpu_ok else None,
-            samples=samples, events=events, nvme=nvme)
+            samples=samples, events=events, nvme=nvme,
+            command_results=self.commands.drain() if self.commands is not None else [])
 
     async def run(self, pusher: Pusher, *, interval: float = 1.0, stop: asyncio.Event | None = None,
                   count: int | None = None) -> int:
         """Collect and push every ``interval`` seconds until ``stop`` is set (or ``count`` batches)."""
         await self.start()
+        if self.commands is not None and pusher.on_answer is None:
+            pusher.on_answer = self.commands.on_answer
         stop = stop or asyncio.Event()
         n = 0
         next_at = time.monotonic()

@@ -9,6 +9,9 @@ dropped and the error counted and logged.
 :class:`PipelinedClient` (the simulator feeder, thousands of nodes): a few keep-alive HTTP/1.1 connections over
 which requests are pipelined (written back to back, answers read in order), so 10,000 small POSTs a second cost
 a handful of syscalls each rather than a request/response round trip each.
+
+Both hand the bodies of accepted answers back (``Pusher(on_answer=...)``, ``post_many(..., answers=[])``): serve's
+answer carries the remediation commands waiting for the node (see :mod:`redfleet.agent.actions`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -60,7 +63,8 @@ class Pusher:
 
     def __init__(self, server: str, token: str, *, timeout: float = 5.0, retries: int = 3, backoff: float = 0.25,
                  max_backoff: float = 4.0, buffer_batches: int = 900, buffer_bytes: int = 64 << 20,
-                 session: aiohttp.ClientSession | None = None, rng: random.Random | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, rng: random.Random | None = None,
+                 on_answer: Callable[[bytes], None] | None = None) -> None:
         if retries < 1:
             raise ValueError("retries must be >= 1")
         self.url = ingest_url(server)
@@ -77,6 +81,7 @@ class Pusher:
         self._own_session = session is None
         self.rng = rng or random.Random()
         self.stats = PushStats()
+        self.on_answer = on_answer  # called with the body of each accepted answer
 
     async def __aenter__(self) -> Pusher:
         return self
@@ -150,8 +155,13 @@ class Pusher:
                 async with s.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
                     self.stats.last_status = resp.status
                     if resp.status < 300:
-                        await resp.read()
+                        answer = await resp.read()
                         self.stats.sent += 1
+                        if self.on_answer is not None:
+                            try:
+                                self.on_answer(answer)
+                            except Exception:  # a bad answer must not stop the heartbeat
+                                log.exception("handling serve's answer failed")
                         return "ok"
                     text = (await resp.text(errors="replace"))[:300]
                     if resp.status not in RETRYABLE:
@@ -223,7 +233,7 @@ class PipelinedClient:
                          b"\r\nContent-Type: application/json\r\nContent-Length: ", str(len(body)).encode(),
                          b"\r\n\r\n", body))
 
-    async def _read_response(self, r: asyncio.StreamReader) -> tuple[int, bool]:
+    async def _read_response(self, r: asyncio.StreamReader) -> tuple[int, bool, bytes]:
         head = await r.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
@@ -242,17 +252,21 @@ class PipelinedClient:
                 chunked = True
             elif k == b"connection":
                 close = v.strip().lower() == b"close"
+        body = b""
         if chunked:
+            parts_: list[bytes] = []
             while True:
                 size = int((await r.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-                await r.readexactly(size + 2)
+                parts_.append((await r.readexactly(size + 2))[:size])
                 if size == 0:
                     break
+            body = b"".join(parts_)
         elif length:
-            await r.readexactly(length)
-        return status, close
+            body = await r.readexactly(length)
+        return status, close, body
 
-    async def _run_chunk(self, slot: int, items: Sequence[tuple[bytes, str]], out: list[int], base: int) -> None:
+    async def _run_chunk(self, slot: int, items: Sequence[tuple[bytes, str]], out: list[int], base: int,
+                         answers: list[bytes] | None) -> None:
         pos = 0
         while pos < len(items):
             conn = self.pool.get(slot)
@@ -265,8 +279,10 @@ class PipelinedClient:
                 await conn.writer.drain()
                 done = 0
                 for _ in chunk:
-                    status, close = await asyncio.wait_for(self._read_response(conn.reader), self.timeout)
+                    status, close, body = await asyncio.wait_for(self._read_response(conn.reader), self.timeout)
                     out[base + pos + done] = status
+                    if answers is not None:
+                        answers[base + pos + done] = body
                     done += 1
                     if close:  # the server ends the connection: reconnect for the rest
                         conn.close()
@@ -281,12 +297,16 @@ class PipelinedClient:
                 self.pool.pop(slot, None)
                 return  # what this connection had not answered stays 0; the caller decides about retrying
 
-    async def post_many(self, items: Sequence[tuple[bytes, str]]) -> list[int]:
-        """POST every (body, bearer token); statuses in the same order (0 where the transport failed)."""
+    async def post_many(self, items: Sequence[tuple[bytes, str]], *, answers: list[bytes] | None = None) -> list[int]:
+        """POST every (body, bearer token); statuses in the same order (0 where the transport failed). With
+        ``answers`` (a list), it is filled with the answer bodies in the same order (b"" where none came)."""
         out = [0] * len(items)
+        if answers is not None:
+            answers[:] = [b""] * len(items)
         if not items:
             return out
         n = min(self.connections, len(items))
         per = (len(items) + n - 1) // n
-        await asyncio.gather(*(self._run_chunk(i, items[i * per:(i + 1) * per], out, i * per) for i in range(n)))
+        await asyncio.gather(*(self._run_chunk(i, items[i * per:(i + 1) * per], out, i * per, answers)
+                               for i in range(n)))
         return out

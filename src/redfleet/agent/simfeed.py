@@ -21,7 +21,14 @@ simulator's control API (``GET /nodes/{n}/inband``) when given its URL.
   out every interval, as a dcgm-exporter scraped faster than its own collection interval answers with held
   values), but any change of the node's fault set, Xid lines, power or boot state recomputes them at once, so a
   fault is never delayed.
+- Remediation commands in serve's answers (``"commands"``: GPU reset, OS reboot) are run on the simulated node
+  as its agent would run them (in-process: ``FleetDyn.gpu_reset`` / ``os_reboot``; remote: the control API's
+  ``POST /nodes/{n}/gpu-reset`` and ``/os-reboot``), and each result rides in that node's next batch
+  (``command_results``). A host whose OS is hung, down or booting has no agent running: the command gets no
+  result at all (serve times it out). An id already run is answered from memory, never run twice. An answer
+  with no commands costs one substring test.
 """
+
 
 from __future__ import annotations
 
@@ -37,15 +44,18 @@ from typing import Any
 import aiohttp
 import orjson
 
+from redfleet.agent.actions import Remembered, check_command, parse_commands
 from redfleet.agent.fields import NVME_METRICS
 from redfleet.agent.kmsg import bus_key, parse_dmesg_line, xid_event
 from redfleet.agent.pusher import PipelinedClient, ingest_url
+from redfleet.model.ingest import CommandResult
 
 log = logging.getLogger("redfleet.agent.simfeed")
 
 Doc = dict[str, Any]
 TokenSpec = str | Mapping[str, str] | Callable[[str], str]
 SIM_AGENT = "redfleet-sim"
+_COMMANDS_KEY = b'"commands"'
 
 
 @dataclass
@@ -57,6 +67,7 @@ class TickStats:
     samples: int = 0
     events: int = 0
     seconds: float = 0.0
+    commands: int = 0  # commands run on simulated nodes (results go in the next batch)
     build_s: float = 0.0  # reading the simulator + building and serializing batches
     send_s: float = 0.0  # HTTP
     statuses: dict[int, int] = field(default_factory=dict)
@@ -219,6 +230,8 @@ class SimFeeder:
         self.session: aiohttp.ClientSession | None = None
         self.totals = TickStats()
         self.ticks = 0
+        self.cmd_results: dict[str, list[Doc]] = {}  # node -> command results for its next batch
+        self.cmd_done: dict[str, Remembered] = {}  # node -> results of the command ids it ran
 
     async def close(self) -> None:
         await self.client.close()
@@ -374,8 +387,9 @@ class SimFeeder:
             part = names[i:i + self.chunk]
             b0 = time.perf_counter()
             items: list[tuple[bytes, str]] = []
+            who: list[str] = []  # the node of each item
             if self.fleet is not None and self.hold_s > 0:
-                part = self._held_fast(now, part, st, items)
+                part = self._held_fast(now, part, st, items, who)
             for name, doc, with_nvme in await self._docs(now, part):
                 if doc is None:
                     continue
@@ -389,13 +403,20 @@ class SimFeeder:
                 st.samples += n_samples
                 st.events += n_events
                 items.append((body, self.token(name)))
+                who.append(name)
                 if self.hold_s > 0 and self.fleet is not None:
                     self._cache_body(doc, nst, with_nvme, n_events)
+            if self.cmd_results:
+                self._attach_results(items, who)
             b1 = time.perf_counter()
             st.nodes += len(items)
-            statuses = await self.client.post_many(items)
+            answers: list[bytes] = []
+            statuses = await self.client.post_many(items, answers=answers)
             st.build_s += b1 - b0
             st.send_s += time.perf_counter() - b1
+            todo = [(who[i], a) for i, a in enumerate(answers) if _COMMANDS_KEY in a]
+            if todo:
+                st.commands += await self._run_commands(todo)
             for s in statuses:
                 st.statuses[s] = st.statuses.get(s, 0) + 1
                 if 200 <= s < 300:
@@ -408,7 +429,8 @@ class SimFeeder:
         return st
 
     # ---- held nodes: the whole batch cached as bytes ----------------------------------------------------------
-    def _held_fast(self, now: float, names: list[str], st: TickStats, items: list[tuple[bytes, str]]) -> list[str]:
+    def _held_fast(self, now: float, names: list[str], st: TickStats, items: list[tuple[bytes, str]],
+                   who: list[str] | None = None) -> list[str]:
         """Batches of nodes whose fields are held and whose state did not change: the cached body with the time
         stamps (and uptime) replaced. Returns the nodes that need the full path."""
         fd = self.fleet.dynamics
@@ -435,6 +457,8 @@ class SimFeeder:
                 body = body.replace(_UP_B, orjson.dumps(up))
             st.samples += ns.body_n
             items.append((body, self.token(name)))
+            if who is not None:
+                who.append(name)
         return rest
 
     @staticmethod
@@ -460,10 +484,101 @@ class SimFeeder:
         t.samples += st.samples
         t.events += st.events
         t.seconds += st.seconds
+        t.commands += st.commands
         t.build_s += st.build_s
         t.send_s += st.send_s
         for k, v in st.statuses.items():
             t.statuses[k] = t.statuses.get(k, 0) + v
+
+    # ---- remediation commands from serve's answers ---------------------------------------------------------------
+    def _attach_results(self, items: list[tuple[bytes, str]], who: list[str]) -> None:
+        """Splice each node's pending command results into its batch (the batch is a JSON object: its closing
+        brace is the last byte)."""
+        for i, name in enumerate(who):
+            res = self.cmd_results.pop(name, None)
+            if res:
+                body, tok = items[i]
+                items[i] = (body[:-1] + b',"command_results":' + orjson.dumps(res) + b"}", tok)
+
+    async def _run_commands(self, todo: list[tuple[str, bytes]]) -> int:
+        """Run the commands in these answers; returns how many ran (or were answered from memory)."""
+        n = 0
+        for name, answer in todo:
+            for cmd in parse_commands(answer):
+                cid = str(cmd["id"])
+                done = self.cmd_done.setdefault(name, Remembered(64))
+                r = done.get(cid)
+                if r is None:
+                    problem = check_command(cmd)
+                    got = (False, problem) if problem is not None else await self._execute(name, cmd)
+                    if got is None:  # the node's agent is not running (hung, down, booting): no answer
+                        log.info("simfeed: %s cannot run command %s (%s): its OS is not up", name, cid,
+                                 cmd.get("kind"))
+                        continue
+                    r = CommandResult(id=cid, ok=got[0], message=got[1], finished_at=time.time())
+                    done.put(r)
+                    log.info("simfeed: %s ran command %s (%s, reason: %s): %s", name, cid, cmd.get("kind"),
+                             cmd.get("reason"), r.message)
+                self.cmd_results.setdefault(name, []).append(r.model_dump())
+                n += 1
+        return n
+
+    async def _execute(self, name: str, cmd: Doc) -> tuple[bool, str] | None:
+        """(ok, message) of running one command on the simulated node; None when its agent could not run it."""
+        kind = cmd["kind"]
+        gpu = cmd.get("gpu")
+        if self.fleet is not None:
+            from redfleet.sim.dyn_node import UserError
+
+            fd = self.fleet.dynamics
+            try:
+                nd = fd.node(name)
+            except UserError as exc:
+                return False, str(exc)
+            if nd.os_state() != "up":
+                return None
+            try:
+                if kind == "gpu-reset":
+                    index = int(gpu or 0)  # check_command made sure it is an index
+                    gone = fd.gpu_reset(name, index)
+                    bus = nd.flv.ix.gpus[index].pci_bus
+                    msg = f"GPU 00000000:{int(bus):02X}:00.0 was successfully reset."
+                    if gone:
+                        msg += " (simulator: cleared " + ", ".join(sorted({f.kind for f in gone})) + ")"
+                else:
+                    fd.os_reboot(name)
+                    msg = "reboot requested (systemctl reboot)"
+            except UserError as exc:
+                return False, str(exc)
+            st = self.state.get(name)
+            if st is not None:  # the readings changed (counters reset, faults gone): no held values
+                st.sig = None
+                st.body = None
+            return True, msg
+        return await self._execute_remote(name, kind, gpu)
+
+    async def _execute_remote(self, name: str, kind: str, gpu: Any) -> tuple[bool, str] | None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        url = f"{self.control}/nodes/{name}/" + ("gpu-reset" if kind == "gpu-reset" else "os-reboot")
+        try:
+            async with self.session.post(url, json={"gpu": gpu} if kind == "gpu-reset" else {}) as resp:
+                doc = await resp.json(loads=orjson.loads, content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            # the simulator is out of reach: no answer now; serve delivers the command again
+            log.warning("simfeed: %s: %s", url, exc)
+            return None
+        err = str(doc.get("error", "")) if isinstance(doc, dict) else ""
+        if status == 409 and "host OS is" in err:
+            return None
+        if status >= 300:
+            return False, err or f"simulator answered {status}"
+        if kind == "gpu-reset":
+            cleared = sorted({c.get("kind") for c in doc.get("cleared") or ()})
+            return True, f"GPU {gpu} was successfully reset." + (
+                f" (simulator: cleared {', '.join(cleared)})" if cleared else "")
+        return True, "reboot requested (systemctl reboot)"
 
     async def run(self, stop: asyncio.Event | None = None, *, rounds: int | None = None) -> TickStats:
         """Tick every ``interval`` seconds until ``stop`` is set (or ``rounds`` rounds); returns the totals.

@@ -23,8 +23,16 @@ AGENT_HELP = (
     "Examples:\n\n"
     "redfleet agent --server https://redfleet:8443 --token $TOKEN\n\n"
     "redfleet agent --server http://127.0.0.1:8080 --token T --source dcgm-exporter --journal --nvme\n\n"
-    "redfleet agent --once --json --source dcgm-exporter --dcgm-exporter http://127.0.0.1:9400/metrics"
+    "redfleet agent --once --json --source dcgm-exporter --dcgm-exporter http://127.0.0.1:9400/metrics\n\n"
+    "Remediation: serve may ask the agent to reset a GPU (`nvidia-smi --gpu-reset -i N`) or reboot the host "
+    "(`systemctl reboot`). The agent refuses (and says so to serve) unless started with --allow-remediation."
 )
+
+
+def default_command_journal() -> str:
+    base = os.environ.get("STATE_DIRECTORY") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "redfleet")
+    return os.path.join(base, "agent-commands.jsonl")
 
 
 def agent(
@@ -49,10 +57,23 @@ def agent(
     as_json: bool = typer.Option(False, "--json", help="With --once: print the batch as JSON, do not push."),
     from_start: bool = typer.Option(False, "--from-start", help="Read the kernel log from its start, not its end."),
     buffer: int = typer.Option(900, "--buffer", help="Batches kept while serve is unreachable."),
+    allow_remediation: bool = typer.Option(False, "--allow-remediation",
+                                           help="Run the GPU resets and reboots serve asks for (off: refuse them)."),
+    reboot_command: str = typer.Option("systemctl reboot", "--reboot-command",
+                                       help="What a reboot command runs (split like a shell would)."),
+    command_journal: str | None = typer.Option(None, "--command-journal", metavar="PATH",
+                                               help="Where the commands run are recorded, so a command is never "
+                                                    "run twice across agent restarts and reboots (default: "
+                                                    "$STATE_DIRECTORY or ~/.local/state/redfleet/"
+                                                    "agent-commands.jsonl)."),
     nvml_module: str | None = typer.Option(None, "--nvml-module", hidden=True,
                                            help="Import NVML from this module (a stand-in, for tests)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
+    import shlex
+    from pathlib import Path
+
+    from redfleet.agent.actions import CommandRunner
     from redfleet.agent.core import Agent
     from redfleet.agent.kmsg import JournalSource, KmsgSource
     from redfleet.agent.nvme import NvmeCollector
@@ -77,12 +98,27 @@ def agent(
             raise typer.Exit(2) from None
     if kmsg and not os.path.exists(kmsg):
         raise typer.BadParameter(f"{kmsg}: no such file", param_hint="--kmsg")
+    try:
+        reboot_argv = shlex.split(reboot_command)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{reboot_command!r}: {exc}", param_hint="--reboot-command") from None
+    if not reboot_argv:
+        raise typer.BadParameter("must name a program", param_hint="--reboot-command")
+    runner = None
+    if not once:  # --once pushes one batch and exits: there is no next batch to carry a result
+        runner = CommandRunner(allow=allow_remediation, server=server, reboot_command=reboot_argv,
+                               journal=Path(command_journal or default_command_journal()) if allow_remediation
+                               else None)
+        if allow_remediation:
+            logging.getLogger("redfleet.agent").warning(
+                "remediation allowed: serve at %s may reset GPUs and reboot this host (%s)", server,
+                " ".join(reboot_argv))
     ag = Agent(node, source=source, nvml=nvml_mod, dcgm_url=dcgm_exporter,
                kmsg=KmsgSource(kmsg, from_start=from_start or once) if kmsg else None,
                journal=(JournalSource(["journalctl", "-k", "-o", "json", "--no-pager", "--since", "-10min"])
                         if once else JournalSource()) if journal else None,
                nvme=NvmeCollector(raw=nvme_raw) if nvme else None, nvme_interval=nvme_interval,
-               gpus_expected=gpus_expected)
+               gpus_expected=gpus_expected, commands=runner)
 
     async def main() -> int:
         try:
