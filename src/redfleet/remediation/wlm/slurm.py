@@ -209,9 +209,10 @@ class SlurmManager:
     async def _show(self, node: str, name: str) -> dict[str, str] | None:
         run = await self._run([self.scontrol, "show", "node", "-o", name], node, "scontrol show node")
         if run.rc != 0:
-            if "not found" in run.err.lower() or "invalid node name" in run.err.lower():
+            said = (run.err or run.out).strip()  # 22.05 prints "Node X not found" on stdout
+            if "not found" in said.lower() or "invalid node name" in said.lower():
                 return None
-            raise WlmError(f"slurm: scontrol show node {name} (node {node}) failed: {run.err or f'rc={run.rc}'}",
+            raise WlmError(f"slurm: scontrol show node {name} (node {node}) failed: {said or f'rc={run.rc}'}",
                            node=node, retryable=False)
         for line in run.out.splitlines():
             fields = parse_node_line(line)

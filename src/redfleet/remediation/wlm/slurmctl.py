@@ -267,6 +267,11 @@ class LocalSlurm:
             time.sleep(0.2)
         raise RuntimeError(f"slurmd for {node} did not register within {self.start_timeout:.0f} s (State={state})")
 
+    @property
+    def controller_pid(self) -> int | None:
+        """slurmctld's pid while it runs (tests pause it with SIGSTOP to play a controller that hangs)."""
+        return self._ctld.pid if self._ctld is not None and self._ctld.poll() is None else None
+
     def stop_controller(self) -> None:
         """Stop slurmctld only (slurmd and jobs keep running): what a controller outage looks like."""
         if self._ctld is not None:
@@ -328,6 +333,8 @@ def _need(name: str) -> str:
 def _terminate(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGCONT)  # a paused daemon would never act on SIGTERM
     with contextlib.suppress(ProcessLookupError):
         proc.terminate()
     try:
