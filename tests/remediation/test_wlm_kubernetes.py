@@ -291,3 +291,76 @@ async def test_unreachable_kubeconfig_is_a_clear_error(tmp_path) -> None:  # typ
     with pytest.raises(WlmError, match="cannot load Kubernetes credentials") as info:
         KubernetesManager(kubeconfig=str(tmp_path / "missing-kubeconfig"))
     assert info.value.retryable is False
+
+
+async def test_pod_under_two_budgets_is_reported_not_evicted(kube: KubeApiStandin, wlm: KubernetesManager) -> None:
+    kube.add_pod("serving", "inf-0", "gpu-001", labels={"app": "inf", "tier": "gold"}, owner_kind="ReplicaSet")
+    kube.add_pdb("serving", "by-app", {"app": "inf"}, max_unavailable=1)
+    kube.add_pdb("serving", "by-tier", {"matchExpressions": [{"key": "tier", "operator": "In",
+                                                              "values": ["gold"]}]}, max_unavailable=1)
+    await wlm.cordon("gpu-001", "two budgets")
+    progress = await wlm.drain("gpu-001")
+    assert not progress.done and progress.running == 1
+    assert "more than one PodDisruptionBudget" in progress.message
+    assert ("serving", "inf-0") in kube.pods
+    kube.remove_pdb("serving", "by-tier")
+    assert (await wlm.drain("gpu-001")).done
+
+
+async def test_unready_pod_under_a_healthy_budget_may_go(kube: KubeApiStandin, wlm: KubernetesManager) -> None:
+    labels = {"app": "db"}
+    kube.add_pod("data", "db-0", "gpu-001", labels=labels, owner_kind="StatefulSet", ready=False)
+    kube.add_pod("data", "db-1", "gpu-002", labels=labels, owner_kind="StatefulSet")
+    kube.add_pdb("data", "db-pdb", labels, min_available=1)
+    # zero disruptions allowed would block a Ready pod, but an unready one under a healthy budget may be evicted
+    assert kube.pdb_status("data", "db-pdb")["disruptionsAllowed"] == 0
+    await wlm.cordon("gpu-001", "unready")
+    assert (await wlm.drain("gpu-001")).done
+
+
+async def test_standin_patch_media_types_and_errors(kube: KubeApiStandin) -> None:
+    """The stand-in's PATCH as the official client drives it: merge patch, JSON patch, preconditions, errors."""
+    api = _client(kube.url)
+    core = k8s.CoreV1Api(api)
+    try:
+        def calls() -> None:
+            node = core.patch_node("gpu-001", {"metadata": {"labels": {"pool": "a100"}}},
+                                   _content_type="application/merge-patch+json")
+            assert node.metadata.labels["pool"] == "a100"
+            node = core.patch_node("gpu-001", [{"op": "add", "path": "/metadata/labels/rack", "value": "r7"},
+                                               {"op": "remove", "path": "/metadata/labels/pool"}])
+            assert node.metadata.labels["rack"] == "r7" and "pool" not in node.metadata.labels
+            rv = node.metadata.resource_version
+            same = core.patch_node("gpu-001", {"metadata": {"labels": {"rack": "r7"}}})
+            assert same.metadata.resource_version == rv  # a no-op patch bumps nothing
+            for body, code, word in (
+                ({"metadata": {"resourceVersion": "1"}, "spec": {"unschedulable": True}}, 409, "Conflict"),
+                ({"spec": {"taints": [{"key": "a", "effect": "Sometimes"}]}}, 422, "Invalid"),
+                ({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "effect": "NoSchedule"}]}},
+                 422, "Invalid"),
+            ):
+                with pytest.raises(k8s.ApiException) as info:
+                    core.patch_node("gpu-001", body)
+                assert info.value.status == code and f'"reason":"{word}"' in info.value.body
+            with pytest.raises(k8s.ApiException) as info:
+                core.patch_node("gpu-001", {"spec": {}}, _content_type="application/apply-patch+yaml")
+            assert info.value.status == 415
+            # the status subresource ignores spec, the main resource ignores status
+            core.patch_node_status("gpu-001", {"spec": {"unschedulable": True}})
+            core.patch_node("gpu-001", {"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+            node = core.read_node("gpu-001")
+            assert not node.spec.unschedulable
+            assert [c.status for c in node.status.conditions if c.type == "Ready"] == ["True"]
+            nodes = core.list_node(label_selector="rack in (r7,r8)")
+            assert [n.metadata.name for n in nodes.items] == ["gpu-001"]
+            with pytest.raises(k8s.ApiException) as info:
+                core.list_pod_for_all_namespaces(field_selector="spec.schedulerName=x")
+            assert info.value.status == 400 and "field label not supported" in info.value.body
+            with pytest.raises(k8s.ApiException) as info:
+                core.create_namespaced_pod_eviction(
+                    "ghost", "default", k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name="ghost", namespace="default")))
+            assert info.value.status == 404 and 'pods \\"ghost\\" not found' in info.value.body
+
+        await asyncio.to_thread(calls)
+    finally:
+        api.close()

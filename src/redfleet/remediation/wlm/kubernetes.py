@@ -3,7 +3,8 @@
 * cordon: ``spec.unschedulable=true`` plus our annotation ``redfleet.io/cordon-reason: "redfleet: <reason>"``; a
   node that is already unschedulable without that annotation is an operator's cordon and stays untouched.
 * drain: every pod on the node that must go (not DaemonSet-owned, not a mirror pod, not finished) is evicted
-  through the policy/v1 Eviction API, so PodDisruptionBudgets are honoured (429 -> not done yet).
+  through the policy/v1 Eviction API, so PodDisruptionBudgets are honoured (429 -> not done yet; a 500 such as
+  "more than one PodDisruptionBudget" is reported in the progress message, not retried within the step).
 * uncordon: only a cordon carrying our annotation: ``unschedulable=false``, annotation and our taint removed.
 * set_verdict: the taint ``redfleet.io/unhealthy=true:NoSchedule`` while unhealthy, and a node condition
   ``RedfleetHealthy`` on the status subresource.
@@ -317,6 +318,7 @@ class KubernetesManager:
         todo = [p for p in pods if p.metadata is not None and p.metadata.deletion_timestamp is None]
         gate = asyncio.Semaphore(_EVICT_CONCURRENCY)
         blocked: list[str] = []
+        failed: list[str] = []
         waits: list[float] = []
         evicted = 0
 
@@ -330,7 +332,7 @@ class KubernetesManager:
                 try:
                     await self._call(f"evict pod {meta.namespace}/{meta.name}", node,
                                      self._core.create_namespaced_pod_eviction, meta.name, meta.namespace, body,
-                                     deadline=deadline, no_retry=frozenset({429}))
+                                     deadline=deadline, no_retry=frozenset({429, 500}))
                     evicted += 1
                 except ApiException as exc:
                     if exc.status == 404:
@@ -340,6 +342,10 @@ class KubernetesManager:
                         after = _retry_after(exc)
                         if after is not None:
                             waits.append(after)
+                    elif exc.status == 500:
+                        # e.g. a pod under two budgets, which the eviction subresource refuses until a person
+                        # fixes them: this step cannot finish, the next one may (the drain is called again)
+                        failed.append(f"{meta.namespace}/{meta.name}: {_status_message(exc)}")
                     else:
                         raise self._error(f"evict pod {meta.namespace}/{meta.name}", node, exc) from exc
 
@@ -352,6 +358,8 @@ class KubernetesManager:
             parts.append(f"evicted {evicted}")
         if blocked:
             parts.append(f"{len(blocked)} blocked by a PodDisruptionBudget ({blocked[0]})")
+        if failed:
+            parts.append(f"{len(failed)} refused by the API server ({failed[0]})")
         if terminating:
             parts.append(f"{terminating} terminating")
         message = ", ".join(parts) if parts else "no pods to evict"
