@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -260,3 +261,44 @@ def test_two_clusters_side_by_side_and_cleanup() -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not folder.exists()
+
+
+# -- without Slurm: availability and retry counting --------------------------------------------------------------------
+def test_available_explains_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redfleet.remediation.wlm.slurmctl as slurmctl
+
+    monkeypatch.setattr(slurmctl, "_which", lambda name: None)
+    ok, why = LocalSlurm.available()
+    assert not ok and "slurmctld" in why and "not installed" in why
+    monkeypatch.setattr(slurmctl, "_which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurmctl.os, "geteuid", lambda: 1000)
+    ok, why = LocalSlurm.available()
+    assert not ok and "root" in why
+
+
+def counting_scontrol(folder: Path, message: str) -> tuple[Path, Path]:
+    """A stand-in scontrol that only counts its calls and fails with ``message`` on stderr; the real-controller
+    tests above cover the behaviour, this pins the exact number of attempts."""
+    calls, fake = folder / "calls", folder / "scontrol"
+    fake.write_text(f"#!/bin/sh\necho x >> {calls}\necho '{message}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    return fake, calls
+
+
+async def test_transient_errors_are_retried_a_bounded_number_of_times(tmp_path: Path) -> None:
+    fake, calls = counting_scontrol(tmp_path, "slurm_load_node error: Unable to contact slurm controller (connect")
+    wlm = SlurmManager(scontrol=str(fake), retries=2, timeout=5.0)
+    wlm.backoff = 0.01
+    with pytest.raises(WlmError, match="3 attempt") as err:
+        await wlm.status("n1")
+    assert err.value.retryable and err.value.node == "n1"
+    assert len(calls.read_text().split()) == 3
+
+
+async def test_a_refusal_is_not_retried(tmp_path: Path) -> None:
+    fake, calls = counting_scontrol(tmp_path, "slurm_load_node error: Access/permission denied")
+    wlm = SlurmManager(scontrol=str(fake), retries=2, timeout=5.0)
+    with pytest.raises(WlmError, match="permission denied") as err:
+        await wlm.status("n1")
+    assert not err.value.retryable
+    assert len(calls.read_text().split()) == 1

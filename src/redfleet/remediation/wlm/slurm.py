@@ -296,9 +296,16 @@ class SlurmManager:
         try:
             await self._update(node, name, "State=RESUME")
         except WlmError as exc:
-            if "invalid node state" not in str(exc).lower() or current.running:
+            if "invalid node state" not in str(exc).lower():
                 raise
-            await self._update(node, name, "State=DOWN", f"Reason={current.reason}")
+            # Look again before anything else: a timed-out attempt may have gone through, and Slurm's refusal can
+            # itself clear the drain. Only a node that is still ours and idle gets the DOWN-then-RESUME path.
+            _, now = await self._known_status(node, "uncordon")
+            if not now.cordoned:
+                return True
+            if not now.ours or now.running:
+                raise
+            await self._update(node, name, "State=DOWN", f"Reason={now.reason}")
             await self._update(node, name, "State=RESUME")
         return True
 
