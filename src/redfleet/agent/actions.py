@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -284,8 +285,11 @@ class CommandRunner:
 async def run_program(argv: Sequence[str], limit_s: float) -> tuple[bool, str]:
     """Run a program with a timeout; (exit status 0, its output or the reason it failed)."""
     try:
+        # its own process group, so a timeout kills what it started too (a child left holding the output pipe
+        # would keep us waiting past the timeout)
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                    start_new_session=True)
     except FileNotFoundError:
         return False, f"{argv[0]}: not found on PATH"
     except OSError as exc:
@@ -293,8 +297,8 @@ async def run_program(argv: Sequence[str], limit_s: float) -> tuple[bool, str]:
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit_s)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 5.0)
         return False, f"{' '.join(argv)}: timed out after {limit_s:g} s (killed)"
