@@ -302,3 +302,35 @@ async def test_a_refusal_is_not_retried(tmp_path: Path) -> None:
         await wlm.status("n1")
     assert not err.value.retryable
     assert len(calls.read_text().split()) == 1
+
+
+def live_marked_pids(marker: bytes) -> list[int]:
+    """Processes (not zombies) whose environment carries a LocalSlurm marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        found.append(int(entry.name))
+    return found
+
+
+def test_stop_kills_a_running_job_and_the_daemons() -> None:
+    ok, why = LocalSlurm.available()
+    if not ok:
+        pytest.skip(why)
+    with LocalSlurm() as cluster:
+        cluster.start(["j1"])
+        marker = f"REDFLEET_LOCALSLURM={cluster.env['REDFLEET_LOCALSLURM']}".encode()
+        sub = cluster.run("sbatch", "--parsable", "--wrap", "sleep 120", "-w", "j1", "-o", "/dev/null")
+        assert sub.returncode == 0, sub.stderr
+        job = sub.stdout.strip().split(";")[0]
+        wait_for(lambda: cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "RUNNING", "job to run")
+        assert len(live_marked_pids(marker)) >= 2  # slurmd, slurmstepd, the job's shell and sleep
+    assert live_marked_pids(marker) == []
