@@ -150,7 +150,8 @@ async def test_drain_waits_on_a_pod_disruption_budget(kube: KubeApiStandin, wlm:
 
 
 async def test_drain_takes_rounds_while_pods_terminate_and_reads_retry_after() -> None:
-    async with KubeApiStandin(pod_grace_s=0.3, pdb_retry_after_s=7) as kube:
+    async with KubeApiStandin(host=HOST, pod_grace_s=0.3, pdb_retry_after_s=7) as kube:
+        assert kube.url.startswith(f"http://{HOST}:")
         kube.add_node("gpu-001")
         kube.add_node("gpu-002")
         labels = {"app": "batch"}
@@ -364,3 +365,55 @@ async def test_standin_patch_media_types_and_errors(kube: KubeApiStandin) -> Non
         await asyncio.to_thread(calls)
     finally:
         api.close()
+
+
+async def test_silent_server_fails_within_the_timeout() -> None:
+    """A server that accepts connections and never answers: each request times out, the whole call stays
+    inside one deadline."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(never_answer, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    api = _client(f"http://{HOST}:{port}")
+    wlm = KubernetesManager(api, timeout=1.0, retries=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WlmError, match=r"did not answer .* within 1s") as info:
+            await wlm.status("gpu-001")
+        assert time.monotonic() - started < 1.0 + 0.8
+        assert info.value.retryable is True
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        api.close()
+
+
+async def test_client_built_from_a_kubeconfig(kube: KubeApiStandin, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "kubeconfig"
+    path.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters:
+- name: standin
+  cluster: {{server: "{kube.url}"}}
+users:
+- name: redfleet
+  user: {{token: not-checked-by-the-stand-in}}
+contexts:
+- name: other
+  context: {{cluster: nowhere, user: redfleet}}
+- name: lab
+  context: {{cluster: standin, user: redfleet}}
+current-context: other
+""")
+    wlm = KubernetesManager(kubeconfig=str(path), context="lab", timeout=5.0)
+    try:
+        st = await wlm.cordon("gpu-002", "from kubeconfig")
+        assert st.ours and kube.nodes["gpu-002"]["spec"]["unschedulable"] is True
+    finally:
+        await wlm.close()

@@ -379,10 +379,13 @@ class KubeApiStandin:
     """An in-memory stand-in Kubernetes API server (see the module docstring for what it does and leaves out).
 
     ``pod_grace_s``: how long an evicted pod stays terminating before it disappears (unless the Eviction's
-    deleteOptions say otherwise). ``pdb_retry_after_s``: send ``Retry-After`` with budget 429s (upstream does not).
+    deleteOptions say otherwise). ``host``/``port``: the default listen address (port 0 picks a free one; the
+    chosen one is in :attr:`url` once started). ``pdb_retry_after_s``: send ``Retry-After`` with budget 429s
+    (upstream does not).
     """
 
-    def __init__(self, *, pod_grace_s: float = 0.0, pdb_retry_after_s: int | None = None) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, pod_grace_s: float = 0.0,
+                 pdb_retry_after_s: int | None = None) -> None:
         self.pod_grace_s = pod_grace_s
         self.pdb_retry_after_s = pdb_retry_after_s
         self.nodes: dict[str, Doc] = {}
@@ -396,8 +399,8 @@ class KubeApiStandin:
         self._fail_next: list[int] = []
         self._runner: web.AppRunner | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self.host = ""
-        self.port = 0
+        self.host = host  # where start() (and ``async with``) binds unless told otherwise; port 0: a free one
+        self.port = port
 
     # ---------------------------------------------------------------------------------------- seeding
     def _bump(self) -> str:
@@ -543,7 +546,9 @@ class KubeApiStandin:
             node["spec"].pop("taints", None)
 
     # -------------------------------------------------------------------------------------- server
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str | None = None, port: int | None = None) -> str:
+        host = self.host if host is None else host
+        port = self.port if port is None else port
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/api/v1/nodes", self._list_nodes)
         app.router.add_get("/api/v1/nodes/{name}", self._get_node)
