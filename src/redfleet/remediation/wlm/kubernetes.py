@@ -117,8 +117,8 @@ class KubernetesManager:
 
     ``api_client``: an existing client (the caller keeps ownership); otherwise one is built from ``kubeconfig``
     and ``context``, from the in-cluster service account, or from the default kubeconfig, in that order.
-    ``node_map`` turns redfleet's node names into Kubernetes node names (a mapping or a function; identity when
-    absent).
+    ``node_map`` turns redfleet's node names into Kubernetes node names (a mapping or a function; a name the
+    mapping lacks, or no map at all, is used as it is).
     """
 
     name = "kubernetes"
@@ -197,6 +197,11 @@ class KubernetesManager:
                 wait = _retry_after(exc)
             except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
+            except ValueError as exc:
+                # the client's models validate requests and answers (pydantic): trying again will not help
+                raise WlmError(f"unexpected request or answer for {what} on {self._label(node)}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                               node=node, retryable=False) from exc
             if attempt > self._retries:
                 break
             backoff = wait if wait is not None else min(2.0, 0.1 * 2 ** (attempt - 1))
