@@ -74,8 +74,8 @@ def test_results_for_unknown_ids_or_another_node_are_ignored() -> None:
     q.acknowledge("node-2", [result(cmd)])  # node-2's agent cannot answer for node-1
     q.acknowledge("node-1", [CommandResult(id="cmd-nope", ok=True, finished_at=1.0)])
     assert q.outcome(cmd.id) is None and len(q.pending("node-1")) == 1
-    with pytest.raises(KeyError, match="cmd-nope"):
-        q.outcome("cmd-nope")
+    lost = q.outcome("cmd-nope")  # e.g. issued before serve restarted: failed, so the workflow moves on
+    assert lost is not None and not lost.ok and "unknown command 'cmd-nope'" in lost.message
 
 
 def test_redelivered_until_max_then_failed_agent_never_answered() -> None:

@@ -145,14 +145,19 @@ class CommandQueue:
 
     # ---- reading --------------------------------------------------------------------------------------------------
     def outcome(self, command_id: str) -> CommandOutcome | None:
-        """The command's outcome; None while it is pending (waiting for delivery or for its result)."""
+        """The command's outcome; None while it is pending (waiting for delivery or for its result). An id this
+        queue does not know (issued before serve restarted: the queue is in memory; or finished long ago) gets a
+        failed outcome saying so, so a resumed workflow moves on instead of waiting for a result that cannot
+        come; the command is not sent again."""
         with self._lock:
             done = self._outcomes.get(command_id)
             if done is not None:
                 return done
             node = self._node_of.get(command_id)
             if node is None:
-                raise KeyError(f"no command {command_id!r} (unknown, or finished long ago and forgotten)")
+                return CommandOutcome(id=command_id, ok=False, finished_at=self.clock(),
+                                      message=f"unknown command {command_id!r}: not in this serve's queue (issued "
+                                              "before serve restarted, or finished long ago); not sent again")
             self._expire(self._by_node[node][command_id], self.clock())
             return self._outcomes.get(command_id)
 
