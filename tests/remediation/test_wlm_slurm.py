@@ -68,6 +68,10 @@ def test_parse_reason_with_spaces_equals_and_suffix() -> None:
     assert "gpu" not in fields  # text inside the reason is not a field
     status = status_from_fields("n7", fields)
     assert status.cordoned and status.ours and status.drained
+    # 22.05 prints Comment/Extra after the Reason when they are set (seen on a real slurmctld).
+    tail = parse_node_line("NodeName=n8 State=UNKNOWN+DRAIN Reason=redfleet: x=1 y [root@2026-11-22T20:37:16] "
+                           "Comment=hello world Extra=e1")
+    assert tail["Reason"] == "redfleet: x=1 y" and tail["Extra"] == "e1"
 
 
 def test_state_words_map_to_cordon_and_drain() -> None:
