@@ -213,9 +213,15 @@ def create_app(
     persist_interval: float = 0.5,
     tls_mode: str = "pin",
     collector_concurrency: int = 256,
+    remediation: Any = None,
+    wlm: Any = None,
+    commands: Any = None,
+    remediation_tick: float = 0.5,
 ) -> FastAPI:
     """The serve app. ``engine``/``series`` default to :class:`redfleet.health.HealthEngine` over a
-    :class:`redfleet.telemetry.series.SeriesStore`; ``hub`` overrides both."""
+    :class:`redfleet.telemetry.series.SeriesStore`; ``hub`` overrides both. ``remediation`` (a
+    :class:`redfleet.remediation.policy.Policy`) turns automated remediation on, through ``wlm`` (a
+    :class:`redfleet.remediation.wlm.WorkloadManager`; default: none, BMC-level only)."""
     if hub is None:
         if series is None:
             from redfleet.telemetry.series import SeriesStore
@@ -234,6 +240,16 @@ def create_app(
         await app.state.node_cache.get(force=True)
         for rec in app.state.node_cache.records.values():
             hub.add_node(rec.name, rec.bmc_url)
+        controller = None
+        if remediation is not None and store is not None:
+            from redfleet.remediation.controller import RemediationController
+            from redfleet.remediation.wlm.none import NoneManager
+
+            controller = RemediationController(store, hub, policy=remediation, wlm=wlm or NoneManager(),
+                                               executor=app.state.executor, commands=app.state.commands,
+                                               tick=remediation_tick, clock=hub.clock)
+            app.state.remediation = controller
+            await controller.start()
         collector = None
         if targets:
             from redfleet.telemetry.collector.poller import Collector
@@ -249,6 +265,8 @@ def create_app(
         finally:
             if collector is not None:
                 await collector.stop()
+            if controller is not None:
+                await controller.stop()
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -269,6 +287,26 @@ def create_app(
     app.state.node_cache = NodeCache(store)
     app.state.push_secret = push_secret
     app.state.receiver_url = receiver_url
+    app.state.remediation = None
+    if commands is None:
+        try:
+            from redfleet.remediation.commands import CommandQueue
+        except ImportError:
+            commands = None
+        else:
+            commands = CommandQueue()
+    app.state.commands = commands
+    app.state.executor = None
+    if store is not None:
+        from redfleet.remediation.executors import Executor
+
+        def _targets() -> dict[str, NodeTarget]:
+            from redfleet.cli.serve import targets_from_store
+
+            return {t.name: t for t in targets_from_store(store)}
+
+        app.state.executor = Executor({t.name: t for t in targets or []}, pin_store=store.pin_store(),
+                                      tls_mode=tls_mode, refresh=_targets)
 
     viewer = Depends(require("viewer"))
     operator = Depends(require("operator"))
@@ -427,8 +465,17 @@ def create_app(
             if batch.node not in recs:
                 raise HTTPException(404, f"no node {batch.node!r} in the fleet")
         n, e = hub.ingest(batch)
-        return Response(b'{"accepted_samples":%d,"accepted_events":%d,"node":%s}'
-                        % (n, e, json.dumps(batch.node).encode()), media_type="application/json")
+        queue = app.state.commands
+        cmds = b""
+        if queue is not None:
+            results = getattr(batch, "command_results", None)
+            if results:
+                queue.acknowledge(batch.node, results)
+            pending = queue.take(batch.node)
+            if pending:  # remediation's in-band commands (GPU reset, reboot) ride back in the answer
+                cmds = b',"commands":' + json.dumps(pending).encode()
+        return Response(b'{"accepted_samples":%d,"accepted_events":%d,"node":%s%s}'
+                        % (n, e, json.dumps(batch.node).encode(), cmds), media_type="application/json")
 
     @r.post("/agents/tokens", summary="Create agent tokens for nodes (admin; shown once)")
     async def agent_tokens(body: AgentTokensIn, who: Principal = admin) -> dict[str, str]:

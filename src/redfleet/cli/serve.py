@@ -77,6 +77,13 @@ def serve(
     tls: str = typer.Option("pin", "--tls", help="BMC TLS: pin (TOFU, default) | verify | insecure."),
     rules: list[Path] = typer.Option(None, "--rules", exists=True, dir_okay=False,
                                      help="Extra health rules (YAML), over the built-in catalog (repeatable)."),
+    remediation: str = typer.Option(None, "--remediation", envvar="REDFLEET_REMEDIATION",
+                                    help="Automated remediation: 'builtin' for the built-in policy or a policy "
+                                         "YAML file. Off when not given."),
+    wlm: str = typer.Option("none", "--wlm", help="Workload manager: none | slurm | kubernetes."),
+    slurm_conf: Path = typer.Option(None, "--slurm-conf", help="slurm.conf for scontrol (else SLURM_CONF)."),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="kubeconfig for the Kubernetes adapter."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Remediation records what it would do, touches nothing."),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Run the control plane: REST API + OpenAPI (/docs), in-band ingest, BMC collection, health, /metrics."""
@@ -102,12 +109,29 @@ def serve(
 
     series = SeriesStore()
     engine = HealthEngine(rules=load_rules(rules or None), series=series)
+    policy = manager = None
+    if remediation:
+        from redfleet.remediation.policy import PolicyError, load_policy
+        from redfleet.remediation.wlm import WlmError, make_wlm
+
+        try:
+            policy = load_policy(None if remediation == "builtin" else remediation,
+                                 overrides={"dry_run": True} if dry_run else None)
+            manager = make_wlm(wlm, **({"conf": str(slurm_conf) if slurm_conf else None} if wlm == "slurm" else
+                                       {"kubeconfig": str(kubeconfig) if kubeconfig else None}
+                                       if wlm == "kubernetes" else {}))
+        except (PolicyError, ValueError, WlmError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     app = create_app(store, series=series, engine=engine, targets=targets, dev_token=dev_token,
-                     metrics_auth=metrics_auth, tls_mode=tls,
+                     metrics_auth=metrics_auth, tls_mode=tls, remediation=policy, wlm=manager,
                      intervals=Intervals(sensors=sensors_interval, inventory=inventory_interval),
                      receiver_url=receiver_url or f"http://{host}:{port}")
     typer.echo(f"redfleet serve on http://{host}:{port}  ({len(targets)} BMCs collected; API docs /docs, "
                f"metrics /metrics)")
+    if policy is not None:
+        typer.echo(f"automated remediation on ({wlm}{', dry run' if policy.dry_run else ''}): "
+                   f"ladder {' -> '.join(policy.ladder)}")
     # agents keep their connections between pushes (1 s apart by default): a generous keep-alive
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=75,
                 backlog=4096)

@@ -84,6 +84,8 @@ class NodeStatus:
     last_sensors_at: float | None = None
     health_since: float | None = None
     power_state: str | None = None  # host power as the BMC last said
+    boot_at: float | None = None  # when serve last saw the host boot (receipt time; None: not since serve started)
+    agent_uptime: float | None = None
 
 
 class Hub:
@@ -130,6 +132,14 @@ class Hub:
         now = self.clock() if now is None else now
         st = self.add_node(batch.node)
         st.agent_seen = now
+        # A boot is seen as a "booting" report or the uptime going backwards; stamped with the receipt time (an
+        # agent's clock, or a simulator's scaled one, may be off; remediation only asks "booted after X?").
+        if batch.os_state == "booting" and st.os_state != "booting":
+            st.boot_at = now
+        elif batch.uptime_s is not None:
+            if st.agent_uptime is not None and batch.uptime_s + 5.0 < st.agent_uptime:
+                st.boot_at = now
+            st.agent_uptime = batch.uptime_s
         st.os_state = batch.os_state
         if batch.gpus:
             st.gpus = [g.model_dump() for g in batch.gpus]
