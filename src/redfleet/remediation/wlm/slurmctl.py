@@ -94,6 +94,7 @@ class LocalSlurm:
         self.nodes: list[str] = []
         self.registered: list[str] = []
         self.ctld_port = 0
+        self.slurmd_port = 0
         self.node_ports: dict[str, int] = {}
         self._ctld: subprocess.Popen[bytes] | None = None
         self._slurmds: dict[str, subprocess.Popen[bytes]] = {}
@@ -128,8 +129,7 @@ class LocalSlurm:
         return env
 
     def node_addr(self, node: str) -> str:
-        index = self.nodes.index(node)
-        return f"127.0.0.{_ADDR_FIRST + index % (_ADDR_LAST - _ADDR_FIRST + 1)}"
+        return _addr(self.nodes.index(node))
 
     def _conf_text(self) -> str:
         assert self.dir is not None
@@ -164,12 +164,12 @@ class LocalSlurm:
             "KillWait=2",
             "MinJobAge=2",
         ]
-        for node in self.nodes:
-            # CPUs=1 RealMemory=1 fit any machine, so a registering slurmd is never marked INVALID.
-            lines.append(
-                f"NodeName={node} NodeAddr={self.node_addr(node)} Port={self.node_ports[node]} "
-                "CPUs=1 RealMemory=1 State=UNKNOWN"
-            )
+        lines.append(f"SlurmdPort={self.slurmd_port}")
+        for index, node in enumerate(self.nodes):
+            # CPUs=1 RealMemory=1 fit any machine, so a registering slurmd is never marked INVALID. Each real slurmd
+            # gets its own port (they share the machine); nodes that never register share SlurmdPort.
+            port = f" Port={self.node_ports[node]}" if node in self.node_ports else ""
+            lines.append(f"NodeName={node} NodeAddr={_addr(index)}{port} CPUs=1 RealMemory=1 State=UNKNOWN")
         lines.append("PartitionName=all Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
         return "\n".join(lines) + "\n"
 
@@ -194,7 +194,8 @@ class LocalSlurm:
         for node in self.registered:
             (self.dir / "spool" / node).mkdir(parents=True)
         self.ctld_port = _free_port()
-        self.node_ports = {node: _free_port() for node in self.nodes}
+        self.slurmd_port = _free_port()
+        self.node_ports = {node: _free_port() for node in self.registered}
         self.conf_path.write_text(self._conf_text())
         try:
             self._ctld = self._spawn([_need("slurmctld"), "-D", "-f", str(self.conf_path)], "slurmctld.out")
@@ -321,6 +322,10 @@ class LocalSlurm:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _addr(index: int) -> str:
+    return f"127.0.0.{_ADDR_FIRST + index % (_ADDR_LAST - _ADDR_FIRST + 1)}"
 
 
 def _need(name: str) -> str:
