@@ -407,16 +407,14 @@ class SimFeeder:
                 if self.hold_s > 0 and self.fleet is not None:
                     self._cache_body(doc, nst, with_nvme, n_events)
             if self.cmd_results:
-                self._attach_results(items, who)
+                self.attach_results(items, who)
             b1 = time.perf_counter()
             st.nodes += len(items)
             answers: list[bytes] = []
             statuses = await self.client.post_many(items, answers=answers)
             st.build_s += b1 - b0
             st.send_s += time.perf_counter() - b1
-            todo = [(who[i], a) for i, a in enumerate(answers) if _COMMANDS_KEY in a]
-            if todo:
-                st.commands += await self._run_commands(todo)
+            st.commands += await self.handle_answers(who, answers)
             for s in statuses:
                 st.statuses[s] = st.statuses.get(s, 0) + 1
                 if 200 <= s < 300:
@@ -491,14 +489,20 @@ class SimFeeder:
             t.statuses[k] = t.statuses.get(k, 0) + v
 
     # ---- remediation commands from serve's answers ---------------------------------------------------------------
-    def _attach_results(self, items: list[tuple[bytes, str]], who: list[str]) -> None:
-        """Splice each node's pending command results into its batch (the batch is a JSON object: its closing
-        brace is the last byte)."""
+    def attach_results(self, items: list[tuple[bytes, str]], who: list[str]) -> None:
+        """Splice each node's pending command results into its batch (``who[i]`` is the node of ``items[i]``; a
+        batch is a JSON object, its closing brace the last byte). A subclass with its own round calls this before
+        ``post_many`` and :meth:`handle_answers` after it."""
         for i, name in enumerate(who):
             res = self.cmd_results.pop(name, None)
             if res:
                 body, tok = items[i]
                 items[i] = (body[:-1] + b',"command_results":' + orjson.dumps(res) + b"}", tok)
+
+    async def handle_answers(self, who: list[str], answers: list[bytes]) -> int:
+        """Run the commands in serve's answers (``answers[i]`` answered ``who[i]``'s batch); returns how many."""
+        todo = [(who[i], a) for i, a in enumerate(answers) if _COMMANDS_KEY in a]
+        return await self._run_commands(todo) if todo else 0
 
     async def _run_commands(self, todo: list[tuple[str, bytes]]) -> int:
         """Run the commands in these answers; returns how many ran (or were answered from memory)."""
