@@ -12,6 +12,12 @@ they already have instead of running it again (a reboot must never be repeated b
 A command that no answer ever carried (the node's agent is silent: hung, powered off) is failed after
 ``deliver_within`` seconds rather than delivered late: a reboot asked for an hour ago is not wanted any more.
 
+A command that is still running when it is delivered again gets no answer from the agent until it finishes, so
+``redeliver_after * max_deliveries`` must exceed the longest a command may run on the node (the agent allows
+``nvidia-smi --gpu-reset`` 120 s): with the defaults (30 s × 3 = 90 s) a reset that takes over 90 s is reported
+"agent never answered" before its result comes; serve should use ``max_deliveries=5`` or more where resets are
+slow.
+
 Everything is in memory and guarded by one lock; ``take`` for a node with nothing pending is a dictionary lookup
 (it runs for every ingest, 10,000 nodes a second).
 """
