@@ -133,11 +133,14 @@ class SlurmManager:
         timeout: float = 10.0,
         retries: int = 2,
         node_map: Callable[[str], str] | None = None,
+        concurrency: int = 8,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self.scontrol = scontrol
         # squeue is found beside scontrol when scontrol is given as a path.
         folder = os.path.dirname(scontrol)
@@ -147,6 +150,11 @@ class SlurmManager:
         self.retries = retries
         self.node_map = node_map or (lambda node: node)
         self.backoff = 0.5  # seconds before the first retry; doubles after each
+        # slurmctld answers one RPC at a time under its locks: a hundred simultaneous scontrol processes are no faster
+        # than a few, and each would spend its timeout queueing. So at most `concurrency` run at once, first come
+        # first served, and the timeout covers only a command's own run.
+        self.concurrency = concurrency
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     # -- running Slurm's commands --
     def _env(self) -> dict[str, str]:
@@ -155,7 +163,17 @@ class SlurmManager:
             env["SLURM_CONF"] = str(self.conf)
         return env
 
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:  # a semaphore belongs to one event loop
+            self._slots = (loop, asyncio.Semaphore(self.concurrency))
+        return self._slots[1]
+
     async def _run_once(self, argv: list[str]) -> _Run:
+        async with self._semaphore():
+            return await self._run_now(argv)
+
+    async def _run_now(self, argv: list[str]) -> _Run:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
