@@ -26,7 +26,7 @@ from redfleet.agent.actions import REFUSED, CommandRunner, parse_commands
 from redfleet.agent.core import Agent
 from redfleet.agent.pusher import Pusher
 from redfleet.agent.simfeed import SimFeeder
-from redfleet.model.ingest import IngestBatch
+from redfleet.model.ingest import CommandResult, IngestBatch
 from redfleet.remediation.commands import CommandOutcome, CommandQueue
 from redfleet.sim import SimConfig, SimFleet
 from redfleet.sim.dyn_node import FleetDyn
@@ -347,6 +347,18 @@ async def test_agent_loop_end_to_end(tools: Path, serve: Serve) -> None:
     assert out.ok and "successfully reset" in out.message
     assert calls(tools) == ["nvidia-smi --gpu-reset -i 5"]
     assert [r.id for r in serve.results("gpu-node-1")] == [c.id]
+
+
+async def test_agent_stopping_sends_its_last_results_first(serve: Serve) -> None:
+    runner = CommandRunner(allow=True)
+    runner.ready.append(CommandResult(id="r1", ok=True, message="reboot requested", finished_at=1.0))
+    ag = Agent("gpu-node-2", source="none", commands=runner)
+    stop = asyncio.Event()
+    stop.set()  # systemd stops the agent right after `systemctl reboot` returned
+    async with Pusher(serve.url, "t") as p:
+        assert await ag.run(p, interval=1.0, stop=stop) == 0
+    await ag.close()
+    assert [r.id for r in serve.results("gpu-node-2")] == ["r1"]
 
 
 def test_cli_has_the_remediation_options() -> None:

@@ -198,4 +198,8 @@ class Agent:
                 delay = 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+        if self.commands is not None and self.commands.ready:
+            # stopping (a reboot we ran stops us too): get the results out first, briefly
+            pusher.submit(await self.collect())
+            await pusher.flush(deadline=time.monotonic() + 2.0)
         return n
