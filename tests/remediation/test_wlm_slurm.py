@@ -338,3 +338,20 @@ def test_stop_kills_a_running_job_and_the_daemons() -> None:
         wait_for(lambda: cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "RUNNING", "job to run")
         assert len(live_marked_pids(marker)) >= 2  # slurmd, slurmstepd, the job's shell and sleep
     assert live_marked_pids(marker) == []
+
+
+async def test_at_most_concurrency_commands_run_at_once(tmp_path: Path) -> None:
+    # Stand-in scontrol that records how many copies of itself are running, then answers "not found".
+    running, seen = tmp_path / "running", tmp_path / "seen"
+    running.mkdir()
+    fake = tmp_path / "scontrol"
+    fake.write_text(
+        f'#!/bin/sh\ntouch {running}/$$\nls {running} | wc -l >> {seen}\nsleep 0.2\nrm -f {running}/$$\n'
+        'echo "Node $4 not found"\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    wlm = SlurmManager(scontrol=str(fake), concurrency=3)
+    statuses = await asyncio.gather(*(wlm.status(f"n{i}") for i in range(9)))
+    assert all(not s.known for s in statuses)
+    counts = [int(x) for x in seen.read_text().split()]
+    assert len(counts) == 9 and max(counts) <= 3
