@@ -36,6 +36,7 @@
       for (const i of idx) parts.push(`<a class="c s-${d.state[i]}" href="/nodes/${encodeURIComponent(d.names[i])}" data-i="${i}" data-n="${RF.esc(d.names[i])}"></a>`);
       parts.push("</div></div>");
     }
+    racksEl.classList.toggle("big", n <= 2000);  // a small fleet gets cells big enough to aim at
     racksEl.innerHTML = parts.join("");
     cells = new Array(n);
     for (const el of racksEl.querySelectorAll("a.c")) cells[+el.dataset.i] = el;

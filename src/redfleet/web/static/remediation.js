@@ -55,8 +55,12 @@
       return;
     }
     if (!st.ok) { $("rem-status").innerHTML = `<p class="error">${RF.esc(RF.detail(st.data))}</p>`; return; }
-    status(st.data);
-    if ($("rem-actions")) $("rem-actions").hidden = false;
+    if (st.data.enabled === false) {
+      $("rem-status").innerHTML = `<h1>Remediation</h1><p class="muted" id="rem-disabled">automated remediation not enabled on this server (serve --remediation); stored workflows below</p>`;
+    } else {
+      status(st.data);
+      if ($("rem-actions")) $("rem-actions").hidden = false;
+    }
     const all = await RF.api("/api/v1/remediations?limit=200");
     const wfs = all.ok ? all.data : [];
     const active = wfs.filter(w => ["running", "waiting_approval", "paused"].includes(w.state));
