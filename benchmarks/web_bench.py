@@ -71,7 +71,7 @@ def build_store(db: Path, nodes: int) -> Any:
 
 def feed(hub: Any, nodes: int) -> None:
     """One batch per node through serve's own ingest path; every 100th node reports an Xid 79."""
-    from redfleet.model.ingest import IngestBatch, InbandEvent, Sample
+    from redfleet.model.ingest import InbandEvent, IngestBatch, Sample
 
     now = time.time()
     for i in range(nodes):
