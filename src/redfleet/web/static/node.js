@@ -33,7 +33,7 @@
       const series = (r.data.series || []).slice(0, 10).map(s => ({
         label: s.gpu != null ? `GPU ${s.gpu}` : (Object.values(s.labels || {}).join(" ") || m),
         points: s.points.map(p => [p[0], p[1]])}));
-      RF.plot(document.getElementById(`plot-${i}`), m, series, {xmin: now - 3600});
+      RF.plot(document.getElementById(`plot-${i}`), m, series);
     }));
     document.getElementById("plots-note").textContent = `updated ${RF.time(now).slice(11)} UTC`;
   }
