@@ -188,6 +188,18 @@ class Harness:
         assert not pending, {n: self.hub.health(n) for n in sorted(pending)[:3]}
 
 
+async def sweep_inventory(fleet: SimFleet, store: FleetStore) -> None:
+    """What `redfleet inventory --fleet` and the demo do first: every node's inventory, stored with history."""
+    from redfleet.redfish import collect_inventory
+    from redfleet.redfish.fleet import FleetOptions, run_fleet, targets_from_fleet
+
+    results = await run_fleet(targets_from_fleet(fleet.fleet_file()), collect_inventory,
+                              options=FleetOptions(concurrency=64, tls_mode="pin", pin_store=store.pin_store()))
+    for r in results:
+        if r.ok and r.value is not None:
+            store.record_inventory(r.name, r.value, reason="test inventory sweep")
+
+
 @contextlib.asynccontextmanager
 async def harness(tmp: Path, *, mix: dict[str, int], base_address: str, host: str, policy: Policy,
                   wlm_factory: Callable[[], Any] | None = None, time_scale: float = 20.0,
@@ -200,6 +212,7 @@ async def harness(tmp: Path, *, mix: dict[str, int], base_address: str, host: st
         store = FleetStore(f"sqlite:///{tmp}/fleet.db", keyring=KeyRing.from_key(Fernet.generate_key().decode()),
                            actor="remediation-test")
         store.import_fleet(fleet.fleet_file())
+        await sweep_inventory(fleet, store)
         h = Harness(fleet, store, host, policy, wlm_factory or NoneManager)
         counts = h.power_cycles
         dyn = fleet.dynamics

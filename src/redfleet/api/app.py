@@ -294,7 +294,8 @@ def create_app(
         except ImportError:
             commands = None
         else:
-            commands = CommandQueue()
+            # a GPU reset may take the agent up to 120 s: five deliveries 30 s apart outlast it
+            commands = CommandQueue(max_deliveries=5)
     app.state.commands = commands
     app.state.executor = None
     if store is not None:
@@ -623,7 +624,13 @@ def create_app(
             if racks:
                 recs = await app.state.node_cache.get()
                 only |= {n for n, rec in recs.items() if rec.rack in racks}
-        body = render(hub, app.state.collector, series=mode, nodes=only)  # on the loop: series not thread-safe
+        extra: tuple[Any, ...] = ()
+        if app.state.remediation is not None:
+            from redfleet.remediation.metrics import RemediationCollector
+
+            extra = (RemediationCollector(app.state.remediation),)
+        # on the loop: series not thread-safe
+        body = render(hub, app.state.collector, series=mode, nodes=only, extra=extra)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics_ep, methods=["GET"], include_in_schema=False)

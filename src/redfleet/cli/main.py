@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ssd",  # redfleet ssd score
     "serve",  # redfleet serve
     "agent",  # redfleet agent
+    "remediation",  # redfleet remediation list|show|approve|pause|resume|reset-breaker
 )
 
 app = typer.Typer(

@@ -165,10 +165,13 @@ class HubCollector:
 SERIES_MODES = ("curated", "all", "none")
 
 
-def render(hub: Hub, collector: Any = None, *, series: str = "curated", nodes: set[str] | None = None) -> bytes:
+def render(hub: Hub, collector: Any = None, *, series: str = "curated", nodes: set[str] | None = None,
+           extra: tuple[Any, ...] = ()) -> bytes:
     """The exposition. ``series``: "curated" (GPU fields with a Prometheus name above + every BMC sensor; default),
     "all" (every in-band field too), "none" (fleet and health metrics only). ``nodes``: only these nodes' series
     (a big fleet is better scraped in slices: ``/metrics?rack=...``)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub, collector, series=series, nodes=nodes))
+    for c in extra:  # other areas' collectors (remediation)
+        registry.register(c)
     return generate_latest(registry)

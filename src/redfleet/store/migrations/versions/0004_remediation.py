@@ -81,7 +81,8 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('result', sa.String(length=20), nullable=False),
     sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-    sa.ForeignKeyConstraint(['workflow_id'], ['remediation_workflows.id'], name=op.f('fk_remediation_steps_workflow_id_remediation_workflows'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['workflow_id'], ['remediation_workflows.id'],
+                            name=op.f('fk_remediation_steps_workflow_id_remediation_workflows'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_remediation_steps'))
     )
     with op.batch_alter_table('remediation_steps', schema=None) as batch_op:
