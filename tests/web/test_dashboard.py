@@ -137,6 +137,7 @@ class Stack:
             store.transaction(lambda s: (create_token(s, "web-viewer", "viewer", token=VIEWER),
                                          create_token(s, "web-operator", "operator", token=OPERATOR)))
             self._seed_conformance(store)
+            self._seed_ssd(store)
             app = self.app = create_app(store, targets=targets_from_store(store), dev_token=DEV,
                                         intervals=Intervals(sensors=2.0, inventory=3600.0),
                                         receiver_url=self.url, evaluate_interval=0.1, persist_interval=0.2,
@@ -163,6 +164,30 @@ class Stack:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(serve_task, 15)
                     store.close()
+
+    @staticmethod
+    def _seed_ssd(store: Any) -> None:
+        """Three drives' SMART logs (nvme-cli smart-log fields) over four days: one wearing out fast, two quiet.
+        Written before serve starts: the SSD API's own writes are not retried when SQLite is busy (reported)."""
+        from datetime import UTC, datetime, timedelta
+
+        from redfleet.store.ssd import append_sample
+
+        start = datetime.now(UTC) - timedelta(days=4)
+        wear = {"SSD-BAD": [(80, 0, 100), (85, 2, 90), (91, 9, 60), (96, 30, 20)],
+                "SSD-OK1": [(3, 0, 100)] * 4, "SSD-OK2": [(10, 0, 100), (10, 0, 100), (11, 0, 100), (11, 0, 100)]}
+
+        def write(session: Any) -> None:
+            for drive, days in wear.items():
+                for day, (used, errors, spare) in enumerate(days):
+                    smart = {"critical_warning": 0, "temperature": 310, "avail_spare": spare, "spare_thresh": 10,
+                             "percent_used": used, "data_units_read": 1000, "data_units_written": 2000 * (day + 1),
+                             "power_on_hours": 1000 + 24 * day, "unsafe_shutdowns": 1, "media_errors": errors,
+                             "num_err_log_entries": errors}
+                    append_sample(session, drive, start + timedelta(days=day), smart=smart, source="sim",
+                                  node_id="node-00005")
+
+        store.transaction(write)
 
     @staticmethod
     def _seed_conformance(store: Any) -> None:
@@ -440,7 +465,15 @@ def test_remediation_ssd_and_conformance_pages(stack: Stack, browser: Any) -> No
         page.wait_for_selector("#rem-disabled")
     shot(page, "remediation")
     page.goto(f"{stack.url}/ssd")
-    page.wait_for_function("!document.querySelector('#ssd-table').textContent.includes('loading')")
+    page.wait_for_selector("#ssd-drives")
+    ranked = page.eval_on_selector_all("#ssd-drives tr.drive", "els => els.map(e => e.dataset.id)")
+    assert ranked[0] == "SSD-BAD" and set(ranked) == {"SSD-BAD", "SSD-OK1", "SSD-OK2"}, ranked
+    first = page.inner_text('#ssd-drives tr[data-id="SSD-BAD"]')
+    assert "REPLACE" in first and "uncorrectable" in first, first
+    page.click('#ssd-drives tr[data-id="SSD-BAD"] a.drive-link')
+    page.wait_for_selector("#ssd-plots figure")
+    captions = page.eval_on_selector_all("#ssd-plots figcaption", "els => els.map(e => e.textContent)")
+    assert {"percent_used", "avail_spare", "media_errors"} <= set(captions), captions
     shot(page, "ssd")
     page.goto(f"{stack.url}/conformance")
     page.wait_for_selector("#conf-nodes-table")

@@ -63,7 +63,7 @@ const RF = (() => {
 
   // A small SVG line plot: series = [{label, points: [[t, v], ...]}]; x is epoch seconds.
   function plot(el, title, series, opts = {}) {
-    const W = opts.width || 460, H = opts.height || 170, L = 44, R = 8, T = 18, B = 22;
+    const W = opts.width || 460, H = opts.height || 170, L = 54, R = 8, T = 18, B = 22;
     const pts = series.flatMap(s => s.points);
     let html = `<figure class="plot"><figcaption>${esc(title)}</figcaption>`;
     if (!pts.length) { el.innerHTML = html + `<p class="muted">no data</p></figure>`; return; }

@@ -3,8 +3,10 @@
 (() => {
   const $ = id => document.getElementById(id);
   // SMART / OCP fields worth a trend line, when a drive reports them.
-  const TREND = ["percentage_used", "percent_used", "available_spare", "media_errors", "media_and_data_integrity_errors",
-                 "critical_warning", "temperature", "data_units_written", "unsafe_shutdowns", "num_err_log_entries"];
+  // (nvme-cli smart-log names as stored, and their smartctl / OCP spellings.)
+  const TREND = ["percent_used", "percentage_used", "avail_spare", "available_spare", "media_errors",
+                 "media_and_data_integrity_errors", "num_err_log_entries", "critical_warning", "temperature",
+                 "data_units_written", "unsafe_shutdowns"];
 
   async function load() {
     const f = $("ssd-filter").value;
@@ -35,7 +37,7 @@
         fields.get(k).push([t, v]);
       }
     }
-    const keys = [...fields.keys()].slice(0, 6);
+    const keys = TREND.filter(k => fields.has(k)).slice(0, 6);
     $("ssd-plots").innerHTML = keys.map((k, i) => `<div class="plotbox" id="ssd-plot-${i}"></div>`).join("") || `<p class="muted">no numeric trend fields</p>`;
     keys.forEach((k, i) => RF.plot($(`ssd-plot-${i}`), k, [{label: k, points: fields.get(k)}]));
   }
