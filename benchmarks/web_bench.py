@@ -207,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                     times.append(load_ms(page, url + path))
                 out[name] = {"median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1),
                              "max_ms": round(max(times), 1)}
+            shots = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.goto(url + "/")
+            page.wait_for_function("window.RF_DRAWN_MS !== undefined", timeout=60_000)
+            page.screenshot(path=str(shots / f"overview-{args.nodes}.png"))
             browser.close()
         store.close()
     e = out["endpoint_ms"]

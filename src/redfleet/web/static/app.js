@@ -81,8 +81,10 @@ const RF = (() => {
       svg += `<line class="gridline" x1="${L}" x2="${W - R}" y1="${sy(y)}" y2="${sy(y)}"/>` +
              `<text x="${L - 4}" y="${sy(y) + 3}" text-anchor="end">${+y.toPrecision(3)}</text>`;
     }
-    svg += `<text x="${L}" y="${H - 6}">${esc(time(x0).slice(11, 16))}</text>` +
-           `<text x="${W - R}" y="${H - 6}" text-anchor="end">${esc(time(x1).slice(11, 16))}</text>`;
+    // x labels: time of day within a day, the date beyond (SSD trends span weeks)
+    const xl = t => (x1 - x0 > 86400 ? time(t).slice(5, 10) : time(t).slice(11, 16));
+    svg += `<text x="${L}" y="${H - 6}">${esc(xl(x0))}</text>` +
+           `<text x="${W - R}" y="${H - 6}" text-anchor="end">${esc(xl(x1))}</text>`;
     series.forEach((s, i) => {
       const c = COLORS[i % COLORS.length];
       if (opts.dots) {
