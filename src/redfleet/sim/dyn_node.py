@@ -355,6 +355,7 @@ class NodeDyn(NodeDynamics):
         if new == "Off" and old != "Off":
             self.off_at = t
             self.boot_at = None
+            self.xids = None  # the kernel log is per boot: the next boot starts an empty one
             self.fd.power_cycled(self, reset_type)
         elif new in ("PoweringOn", "On") and old in ("Off", "PoweringOff"):
             self.boot_at = t
@@ -365,6 +366,7 @@ class NodeDyn(NodeDynamics):
             self.boot_at = t
         elif new == "On" and old == "On" and reset_type != "Nmi":  # a warm restart without a power transition
             self.boot_at = t
+            self.xids = None
             self.fd.power_cycled(self, reset_type)
         if new in ("On", "Off") and old != new:
             mid, msg, args = power_message(self.flv.ix, self.flv.ix.system, new == "On")
