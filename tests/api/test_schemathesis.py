@@ -64,7 +64,10 @@ def run_schemathesis(url: str, tmp_path: Path, *extra: str, examples: int = 6) -
 @pytest.mark.slow
 def test_no_server_errors(live: str, tmp_path: Path) -> None:
     # The SSD router (redfleet.api.ssd, mounted here, owned by the ssd area) is fuzzed by the test below.
-    rc, out, junit = run_schemathesis(live, tmp_path, "--exclude-path-regex", "^/api/v1/ssd")
+    # Power and boot act on a BMC; this fixture has none reachable, so their documented answer is 502 (the
+    # remediation e2e and dashboard tests drive them against simulated BMCs).
+    rc, out, junit = run_schemathesis(live, tmp_path, "--exclude-path-regex",
+                                      "^/api/v1/ssd|^/api/v1/nodes/[^/]+/(power|boot)$")
     assert rc == 0, f"schemathesis found problems:\n{out[-6000:]}"
     # it did exercise the API (every operation, not an empty schema)
     assert junit.count("<testcase") >= 14, junit[:2000]

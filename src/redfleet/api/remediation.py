@@ -60,6 +60,19 @@ class PauseIn(BaseModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class BootIn(BaseModel):
+    target: Literal["pxe", "hdd", "cd", "virtual-cd", "usb", "bios", "none", "uefi-http"]
+    once: bool = True
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+BMC_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such node"},
+    502: {"description": "the node's BMC refused the action or did not answer (the detail says which and why)"},
+    503: {"description": "no fleet store"},
+}
+
+
 class PowerIn(BaseModel):
     action: Literal["on", "off", "cycle", "reset", "graceful", "graceful-restart"]
     reason: str | None = Field(default=None, max_length=2000)
@@ -156,9 +169,9 @@ async def get_rma(request: Request, rid: int = Path(ge=1)) -> dict[str, Any]:
     return rec
 
 
-@router.post("/nodes/{name}/power", summary="Power action on a node through its BMC (operator; audited)")
-async def node_power(request: Request, body: PowerIn, name: str = Path(max_length=200),
-                     who: Principal = operator) -> dict[str, Any]:
+async def _bmc_call(request: Request, name: str, who: Principal, what: str, reason: str | None,
+                    call: Any) -> Any:
+    """Run one operator action on a node's BMC: the node must exist; the outcome is audited either way."""
     store = request.app.state.store
     executor = request.app.state.executor
     if store is None or executor is None:
@@ -171,16 +184,35 @@ async def node_power(request: Request, body: PowerIn, name: str = Path(max_lengt
     except NotFoundError:
         raise HTTPException(404, f"no node {name!r}") from None
     actor = f"api:{who.name}"
-    reason = body.reason or "operator request"
+    why = reason or "operator request"
     try:
-        used = await executor.power(name, body.action, actor=actor, reason=reason)
+        result = await call(executor, actor, why)
     except Exception as exc:
         msg = str(exc) if isinstance(exc, ExecutorError) else (getattr(exc, "message", None) or str(exc))
-        await run_in_threadpool(lambda: store.audit("node.power", name, reason=reason, actor=actor, result="error",
-                                                    details={"action": body.action, "error": msg}))
+        await run_in_threadpool(lambda: store.audit(f"node.{what.split()[0]}", name, reason=why, actor=actor,
+                                                    result="error", details={"what": what, "error": msg}))
         raise HTTPException(502, msg if isinstance(exc, ExecutorError) else
-                            f"{name}: the BMC refused power {body.action}: {msg}") from None
-    await run_in_threadpool(lambda: store.audit("node.power", name, reason=reason, actor=actor,
-                                                details={"action": body.action, "reset_type": used}))
+                            f"{name}: the BMC refused {what}: {msg}") from None
+    await run_in_threadpool(lambda: store.audit(f"node.{what.split()[0]}", name, reason=why, actor=actor,
+                                                details={"what": what, "result": result}))
+    return result
+
+
+@router.post("/nodes/{name}/boot", responses=BMC_ERRORS,
+             summary="Boot override on a node (PXE, disk, virtual CD...; once or continuous) (operator; audited)")
+async def node_boot(request: Request, body: BootIn, name: str = Path(max_length=200),
+                    who: Principal = operator) -> dict[str, Any]:
+    boot = await _bmc_call(request, name, who, f"boot {body.target}", body.reason,
+                           lambda ex, actor, why: ex.boot(name, body.target, once=body.once, actor=actor, reason=why))
+    return {"node": name, "target": body.target, "once": body.once, "boot": boot,
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+
+
+@router.post("/nodes/{name}/power", responses=BMC_ERRORS,
+             summary="Power action on a node through its BMC (operator; audited)")
+async def node_power(request: Request, body: PowerIn, name: str = Path(max_length=200),
+                     who: Principal = operator) -> dict[str, Any]:
+    used = await _bmc_call(request, name, who, f"power {body.action}", body.reason,
+                           lambda ex, actor, why: ex.power(name, body.action, actor=actor, reason=why))
     return {"node": name, "action": body.action, "reset_type": used,
             "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}

@@ -21,6 +21,7 @@ Invalid logs answer 422 with ``{"detail": "<the reason>"}``; an unknown drive 40
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -87,11 +88,24 @@ def make_router(session_factory: SessionFactory | None = None, thresholds: Thres
         return a
 
     def record(session: Session, drive_id: str, sample: Sample, th: Thresholds) -> dict[str, Any]:
-        append_sample(session, drive_id, sample.collected_at, smart=sample.smart or None, ocp=sample.ocp or None,
-                      source="api", node_id=sample.node_id, model=sample.device.get("model"),
-                      serial=sample.device.get("serial"), firmware=sample.device.get("firmware"),
-                      slot=sample.device.get("slot"))
-        session.commit()
+        # SQLite answers a deferred read-then-write transaction with "database is locked" at once when another
+        # writer holds the lock (whatever the busy timeout): roll back and redo the whole write, a bounded number
+        # of times, as FleetStore.transaction does.
+        from sqlalchemy.exc import OperationalError
+
+        for attempt in range(6):
+            try:
+                append_sample(session, drive_id, sample.collected_at, smart=sample.smart or None,
+                              ocp=sample.ocp or None, source="api", node_id=sample.node_id,
+                              model=sample.device.get("model"), serial=sample.device.get("serial"),
+                              firmware=sample.device.get("firmware"), slot=sample.device.get("slot"))
+                session.commit()
+                break
+            except OperationalError as exc:
+                session.rollback()
+                if "locked" not in str(exc).lower() or attempt == 5:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)
         return assess(session, drive_id, th).as_dict(with_levels=True)
 
     @r.get("/drives")

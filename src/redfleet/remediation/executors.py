@@ -85,6 +85,15 @@ class Executor:
             async with self._client(t) as client:
                 return await power_state(client)
 
+    async def boot(self, node: str, target: str, *, once: bool, actor: str, reason: str) -> dict[str, Any]:
+        t = self.target(node)
+        if t.is_ipmi:
+            raise ExecutorError(f"{node}: boot override through IPMI is not supported here; use Redfish")
+        from redfleet.redfish.actions import set_boot_override
+
+        async with asyncio.timeout(self.timeout), self._client(t) as client:
+            return await set_boot_override(client, target, once=once, actor=actor, reason=reason)
+
     async def reimage_virtual_media(self, node: str, image: str, *, actor: str, reason: str) -> str:
         """Insert ``image`` as virtual CD, boot from it once, power-cycle: the provisioning system takes over."""
         t = self.target(node)

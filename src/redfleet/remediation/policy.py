@@ -99,7 +99,9 @@ class Window(_Model):
     @classmethod
     def _days(cls, v: list[str]) -> list[str]:
         out = [d.lower()[:3] for d in v]
-        bad = [d for d in out if d not in DAYS]
+        bad = [d for d, short in zip(v, out, strict=True) if short not in DAYS or not
+               "monday tuesday wednesday thursday friday saturday sunday".split()[DAYS.index(short)]
+               .startswith(d.lower())]
         if bad:
             raise ValueError(f"unknown day(s) {bad}; use {', '.join(DAYS)}")
         return out
