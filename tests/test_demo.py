@@ -1,4 +1,5 @@
-"""`redfleet demo`, small: the fleet is inventoried into the store and injected faults are noticed."""
+"""`redfleet demo`, small: the fleet is inventoried into the store, injected faults are noticed, and the first one
+(Xid 79) is remediated automatically: power-cycled through its BMC, gated, returned."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _free_port(address: str) -> int:
 async def test_demo_inventories_and_notices_faults(mockups, tmp_path):
     out = io.StringIO()
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    opts = DemoOptions(nodes=6, port=_free_port("127.9.0.1"), base_address="127.9.0.1", duration=12,
+    opts = DemoOptions(nodes=6, port=_free_port("127.9.0.1"), base_address="127.9.0.1", duration=30,
                        db=db, fault_every=2, sweep_every=3, time_scale=50, api_port=_free_port("127.0.0.1"),
                        token="demo-test-token")
     demo = Demo(opts, console=Console(file=out, width=160))
@@ -38,3 +39,8 @@ async def test_demo_inventories_and_notices_faults(mockups, tmp_path):
         nodes = store.nodes()
         assert len(nodes) == 6
         assert all(store.latest_inventory(n.name) is not None for n in nodes)
+    # automated remediation, as the newcomer watches it
+    assert f"dashboard: http://127.0.0.1:{opts.api_port}/?token=demo-test-token" in text
+    assert "remediation #1" in text and "power-cycle: ok" in text, text
+    assert "remediation #1 " in text and ": succeeded" in text, text
+    assert demo.state.finished.get(1) == "succeeded", (demo.state.finished, text)

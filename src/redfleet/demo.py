@@ -75,12 +75,27 @@ class DemoOptions:
     control_port: int = 0
     api_port: int = 8080
     token: str | None = None
+    remediation: bool = True
+    policy: str | None = None  # a policy file; default: the built-in one with demo-sized timings
 
 
 @dataclass
 class DemoState:
     injected: list[tuple[float, str, str]] = field(default_factory=list)
     changes: int = 0
+    steps_seen: dict[int, int] = field(default_factory=dict)  # workflow id -> steps already printed
+    finished: dict[int, str] = field(default_factory=dict)  # workflow id -> final state
+
+
+# The built-in policy with timings a demo can show in a minute: the simulated hosts boot in seconds, and the
+# breaker's window is short enough that the demo's steady trickle of faults (one every few seconds across the whole
+# fleet) is not mistaken for a storm.
+DEMO_POLICY: dict[str, Any] = {
+    "health_gate": {"settle": "5s", "timeout": "2m"},
+    "rungs": {"gpu-reset": {"timeout": "1m"}, "reboot": {"timeout": "2m"}, "power-cycle": {"timeout": "2m"}},
+    "drain": {"timeout": "1m"},
+    "safety": {"breaker": {"window": "1m"}},
+}
 
 
 class Demo:
@@ -184,9 +199,15 @@ class Demo:
         token = o.token or secrets.token_urlsafe(18)
         base = f"http://127.0.0.1:{o.api_port}"
         series = SeriesStore()
+        policy = None
+        if o.remediation:
+            from redfleet.remediation.policy import load_policy
+
+            policy = load_policy(o.policy) if o.policy else load_policy(None, overrides=DEMO_POLICY)
         app = create_app(store, series=series, engine=HealthEngine(rules=load_rules(None), series=series),
                          targets=targets_from_store(store), dev_token=token,
-                         intervals=Intervals(sensors=o.sweep_every, inventory=600.0), receiver_url=base)
+                         intervals=Intervals(sensors=o.sweep_every, inventory=600.0), receiver_url=base,
+                         remediation=policy)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=o.api_port, log_level="warning",
                                                access_log=False))
         serve_task = asyncio.create_task(server.serve())
@@ -199,7 +220,11 @@ class Demo:
             raise RuntimeError(f"redfleet serve did not start on {base}")
         c.rule("control plane")
         c.print(f"redfleet serve: {base}  — API docs {base}/docs, metrics {base}/metrics")
+        c.print(f"  dashboard: [bold]{base}/?token={token}[/]")
         c.print(f"  admin token for this demo: {token}")
+        if policy is not None:
+            c.print(f"  automated remediation: on (no workload manager: BMC-level), ladder "
+                    f"{' → '.join(policy.ladder)}; watch it: redfleet remediation list --api {base} --token {token}")
         c.print(f"  e.g. curl -s -H 'Authorization: Bearer {token}' {base}/api/v1/nodes | python3 -m json.tool")
         stop = asyncio.Event()
         try:
@@ -250,14 +275,19 @@ class Demo:
                 if time.monotonic() >= next_fault:
                     self._inject_next(fleet, rng, names)
                     next_fault = time.monotonic() + o.fault_every
+                flows: list[dict[str, Any]] = []
                 try:
                     async with http.get(f"{base}/api/v1/nodes") as resp:
                         resp.raise_for_status()
                         nodes = await resp.json()
+                    async with http.get(f"{base}/api/v1/remediations", params={"limit": "50"}) as resp:
+                        if resp.status == 200:
+                            flows = await resp.json()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     c.print(f"[red]API unreachable: {exc}[/]")
                     nodes = []
                 self._report(nodes)
+                self._report_remediation(flows)
                 await asyncio.sleep(1.0)
 
     def _report(self, nodes: list[dict[str, Any]]) -> None:
@@ -281,6 +311,31 @@ class Demo:
         if summary != self.last_counts:
             self.last_counts = summary
             c.print("  fleet: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+    def _report_remediation(self, flows: list[dict[str, Any]]) -> None:
+        """Each workflow's new steps as they happen, and its outcome."""
+        c = self.console
+        for f in sorted(flows, key=lambda f: f["id"]):
+            wid = f["id"]
+            if wid in self.state.finished:
+                continue
+            seen = self.state.steps_seen.get(wid, 0)
+            if seen == 0:
+                why = ", ".join(f"{r.get('rule')}@{r.get('component')}" for r in f["trigger"].get("reasons") or [])
+                c.print(f"  [cyan]🔧 remediation #{wid}[/] {f['node']}: {f['trigger'].get('action')} → start at "
+                        f"rung {f['rung']} ({why})")
+            done = [s for s in f["steps"] if s["result"] != "running"]
+            for s in done[seen:]:
+                took = f" {s['duration_s']:.1f}s" if s.get("duration_s") is not None else ""
+                colour = "green" if s["result"] == "ok" else "yellow" if s["result"] == "skipped" else "red"
+                c.print(f"     #{wid} {s['name']}: [{colour}]{s['result']}[/]{took}")
+            self.state.steps_seen[wid] = max(seen, len(done)) if done else max(seen, 1)
+            if f["state"] in ("succeeded", "decommissioned", "failed"):
+                self.state.finished[wid] = f["state"]
+                colour = {"succeeded": "green", "decommissioned": "red", "failed": "red"}[f["state"]]
+                extra = f", RMA record #{f['rma_id']}" if f.get("rma_id") else ""
+                c.print(f"  [{colour}]■ remediation #{wid} {f['node']}: {f['state']}{extra}[/]")
 
 
 def run_demo(opts: DemoOptions) -> int:

@@ -129,6 +129,7 @@ def serve(
                      receiver_url=receiver_url or f"http://{host}:{port}")
     typer.echo(f"redfleet serve on http://{host}:{port}  ({len(targets)} BMCs collected; API docs /docs, "
                f"metrics /metrics)")
+    typer.echo(f"dashboard: http://{host}:{port}/  (log in with an API token, or open /?token=TOKEN)")
     if policy is not None:
         typer.echo(f"automated remediation on ({wlm}{', dry run' if policy.dry_run else ''}): "
                    f"ladder {' -> '.join(policy.ladder)}")
