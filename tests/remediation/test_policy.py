@@ -78,3 +78,15 @@ def test_rung_for_takes_the_highest_rung_of_the_critical_reasons() -> None:
     assert p.rung_for([xid, fan])[0] == "decommission"
     assert p.rung_for([warm]) == (None, [])  # degraded reasons are watched, not acted on
     assert p.rung_for([bmc]) == (None, [])
+
+
+def test_a_site_file_holds_only_its_differences(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("triggers: {RESTART_BM: reboot, REPLACE_FAN: none}\nsafety: {max_per_rack: 1}\n")
+    p = load_policy(site)
+    assert p.start_rung("RESTART_BM") == "reboot" and p.start_rung("REPLACE_FAN") is None
+    assert p.start_rung("RESET_GPU") == "gpu-reset"  # the built-in triggers stay
+    assert p.safety.max_per_rack == 1 and p.safety.max_concurrent == 20
+    site.write_text("safety: {max_per_rack: 0}\n")
+    with pytest.raises(PolicyError, match=r"site.yaml: safety.max_per_rack"):
+        load_policy(site)

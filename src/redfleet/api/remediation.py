@@ -50,6 +50,7 @@ class Workflow(BaseModel):
     cordon_ours: bool | None = None
     paused_reason: str | None = None
     error: str | None = None
+    timings: dict[str, Any] = Field(default_factory=dict)
 
 
 class ApproveIn(BaseModel):

@@ -99,7 +99,25 @@ def flow_dict(f: Flow, steps: list[StepRow]) -> dict[str, Any]:
             "trigger": f.trigger, "steps": [s.to_dict() for s in steps], "started_at": iso(f.started_at),
             "finished_at": iso(f.finished_at), "updated_at": iso(f.updated_at), "dry_run": f.dry_run,
             "approval": f.approval, "approved_by": f.approved_by, "rma_id": f.rma_id, "wlm": f.wlm,
-            "cordon_ours": f.cordon_ours, "paused_reason": f.paused_reason, "error": f.error}
+            "cordon_ours": f.cordon_ours, "paused_reason": f.paused_reason, "error": f.error,
+            "timings": timings(f)}
+
+
+TIMING_KEYS = ("detected_at", "admitted_at", "cordoned_at", "drained_at", "back_at", "gate_passed_at",
+               "uncordoned_at", "total_s")
+
+
+def timings(f: Flow) -> dict[str, Any]:
+    """When each milestone was reached (epoch seconds) and seconds per phase: for the dashboard and benchmarks."""
+    d = f.data or {}
+    out: dict[str, Any] = {k: d[k] for k in TIMING_KEYS if isinstance(d.get(k), int | float)}
+    act = d.get("action")
+    if isinstance(act, dict) and isinstance(act.get("issued_at"), int | float):
+        out["issued_at"] = act["issued_at"]
+    elif isinstance(d.get("issued_at"), int | float):
+        out["issued_at"] = d["issued_at"]
+    out["phases_s"] = dict(d.get("phases") or {})
+    return out
 
 
 def _step(r: RemediationStep) -> StepRow:

@@ -220,7 +220,27 @@ def _builtin_text() -> str:
 
 
 def load_policy(path: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> Policy:
-    """The built-in policy, or the file at ``path`` (a full policy; missing sections take the defaults)."""
+    """The built-in policy, with the file at ``path`` laid over it: a site's file holds only what it changes
+    (mappings merge key by key; lists and values replace). A trigger set to ``none`` removes a built-in one."""
+    doc = _read(None)
+    source = "built-in policy"
+    if path is not None:
+        source = str(path)
+        doc = _merge(doc, _read(path))
+    if overrides:
+        doc = _merge(doc, overrides)
+    doc["triggers"] = {k: v for k, v in (doc.get("triggers") or {}).items() if v not in (None, "none")} \
+        if isinstance(doc.get("triggers"), dict) else doc.get("triggers")
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise PolicyError(f"{source}: {where}: {first['msg']}"
+                          + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+
+
+def _read(path: str | Path | None) -> dict[str, Any]:
     source = "built-in policy" if path is None else str(path)
     try:
         text = _builtin_text() if path is None else Path(path).read_text()
@@ -232,15 +252,7 @@ def load_policy(path: str | Path | None = None, *, overrides: dict[str, Any] | N
         raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
         raise PolicyError(f"{source}: the policy must be a mapping, not {type(doc).__name__}")
-    if overrides:
-        doc = _merge(doc, overrides)
-    try:
-        return Policy.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise PolicyError(f"{source}: {where}: {first['msg']}"
-                          + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+    return doc
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
