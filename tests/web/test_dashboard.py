@@ -370,19 +370,17 @@ def test_injected_fault_turns_cell_red_and_shows_on_node_page(stack: Stack, brow
     reasons = page.inner_text("#reasons")
     assert "xid.79" in reasons and "gpu:0" in reasons, reasons
     page.wait_for_selector("#plots figure", timeout=20_000)
-    if has_route(stack, "/api/v1/remediations"):
-        # the lead's remediation controller: the fault's workflow shows in the queue
-        rp = page.context.new_page()
-        rp.goto(f"{stack.url}/remediation")
-        wait_for(lambda: rp.locator(f'#rem-approvals-table tr[data-node="{node}"]').count() > 0, 30,
-                 f"{node} waiting for approval in the remediation queue")
-        shot(rp, "remediation-fault")
-        rp.close()
-        # and on the node page, its timeline of steps (the page polls every 5 s)
-        page.wait_for_selector("#remediation .workflow tr.step", timeout=30_000)
-        assert "xid.79" in page.inner_text("#remediation")
-    else:
-        page.wait_for_selector("#rem-disabled")
+    # the remediation controller: the fault's workflow shows in the queue
+    assert has_route(stack, "/api/v1/remediations")
+    rp = page.context.new_page()
+    rp.goto(f"{stack.url}/remediation")
+    wait_for(lambda: rp.locator(f'#rem-approvals-table tr[data-node="{node}"]').count() > 0, 30,
+             f"{node} waiting for approval in the remediation queue")
+    shot(rp, "remediation-fault")
+    rp.close()
+    # and on the node page, its timeline of steps (the page polls every 5 s)
+    page.wait_for_selector("#remediation .workflow tr.step", timeout=30_000)
+    assert "xid.79" in page.inner_text("#remediation")
     shot(page, "node-fault")
     page.context.close()
 
@@ -413,10 +411,6 @@ def test_operator_can_act_from_node_page(stack: Stack, browser: Any) -> None:
     wait_for(lambda: page.inner_text("#action-result") not in ("", "working…"), 60, "power-cycle answered")
     shot(page, "node-operator")
     result = page.inner_text("#action-result")
-    if not has_route(stack, "/api/v1/nodes/{name}/power", "post"):
-        assert "not available" in result, result
-        page.context.close()
-        pytest.skip("POST /api/v1/nodes/{name}/power is not in serve yet (the lead adds it): the page said so")
     assert result.startswith("done: cycle"), result
     page.context.close()
 
