@@ -90,6 +90,7 @@ class RemediationController:
         self.started_total = 0
         self._task: asyncio.Task[None] | None = None
         self.unknown_issue_grace = UNKNOWN_ISSUE_GRACE
+        self._records_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -102,6 +103,7 @@ class RemediationController:
             self.open[f.node] = f
             log.info("resuming remediation #%d of %s at %s/%s", f.id, f.node, f.phase, f.rung)
         self.hold = await asyncio.to_thread(self.flows.held_nodes)
+        await self._records()
         self.dirty.update(self.hub.nodes)
         self.hub.listeners.append(self.on_health_change)
         self._task = asyncio.create_task(self.run(), name="remediation")
@@ -117,6 +119,7 @@ class RemediationController:
                 await t
         with contextlib.suppress(Exception):
             await self.wlm.close()
+        await asyncio.to_thread(self.flows.writer.close)
 
     def on_health_change(self, rec: dict[str, Any]) -> None:
         """A hub listener: called on the event loop for each health change."""
@@ -160,9 +163,20 @@ class RemediationController:
         return max(1, len(self.hub.nodes))
 
     async def _records(self) -> dict[str, Any]:
-        if self.clock() - self.records_at > 5.0:
+        """The store's node records (rack, lifecycle), at most a few seconds old. Re-read in the background: at
+        10,000 nodes the read takes long enough that admission must not wait for it."""
+        if not self.records_at:
             self.records = await asyncio.to_thread(self.node_records)
             self.records_at = self.clock()
+        elif self.clock() - self.records_at > 5.0 and self._records_task is None:
+            async def refresh() -> None:
+                try:
+                    self.records = await asyncio.to_thread(self.node_records)
+                    self.records_at = self.clock()
+                finally:
+                    self._records_task = None
+
+            self._records_task = asyncio.create_task(refresh())
         return self.records
 
     async def _check_breaker(self, now: float) -> None:
@@ -180,8 +194,8 @@ class RemediationController:
                             "nodes": sorted(nodes)[:50], "count": len(nodes)}
             log.warning("remediation circuit breaker tripped: %s", reason)
             await self.flows.set_control("breaker", self.breaker, ACTOR)
-            await asyncio.to_thread(self.store.audit, "remediation.breaker.trip", None, reason=reason,
-                                    actor=ACTOR, details={"count": len(nodes), "nodes": sorted(nodes)[:50]})
+            await self.flows.audit("remediation.breaker.trip", None, reason=reason, actor=ACTOR,
+                                   details={"count": len(nodes), "nodes": sorted(nodes)[:50]})
 
     def _blocked(self) -> str | None:
         if self.paused is not None:
@@ -221,6 +235,12 @@ class RemediationController:
         records = await self._records()
         wanted.sort(key=lambda x: (x[0] if isinstance(x[0], int | float) else now, x[1]))
         cap = self.policy.safety.cap(self._fleet_size())
+        racks: dict[str, int] = {}
+        for f in self.open.values():
+            r = getattr(records.get(f.node), "rack", None)
+            if r is not None:
+                racks[r] = racks.get(r, 0) + 1
+        admitted: list[tuple[str, str, dict[str, Any]]] = []
         for _since, node, rung, verdict in wanted:
             rec = records.get(node)
             if rec is not None and getattr(rec, "state", "active") != "active":
@@ -231,21 +251,24 @@ class RemediationController:
                 self.deferred[node] = blocked
                 self.dirty.add(node)  # look again once unblocked
                 continue
-            if len(self.open) >= cap:
-                self.deferred[node] = f"cap: {len(self.open)} workflows active (at most {cap})"
+            active = len(self.open) + len(admitted)
+            if active >= cap:
+                self.deferred[node] = f"cap: {active} workflows active (at most {cap})"
                 self.dirty.add(node)
                 continue
             rack = getattr(rec, "rack", None) if rec is not None else None
             if rack is not None:
-                in_rack = sum(1 for f in self.open.values()
-                              if getattr(records.get(f.node), "rack", None) == rack)
-                if in_rack >= self.policy.safety.max_per_rack:
-                    self.deferred[node] = f"rack {rack}: {in_rack} workflows active (at most " \
+                if racks.get(rack, 0) >= self.policy.safety.max_per_rack:
+                    self.deferred[node] = f"rack {rack}: {racks[rack]} workflows active (at most " \
                                           f"{self.policy.safety.max_per_rack})"
                     self.dirty.add(node)
                     continue
+                racks[rack] = racks.get(rack, 0) + 1
             self.deferred.pop(node, None)
-            await self._start(node, rung, verdict, now)
+            admitted.append((node, rung, verdict))
+        # Admission is decided above, on the loop, with nothing awaited in between; the writes of all the
+        # workflows admitted in this pass then go together (a storm of faults is not queued one by one).
+        await asyncio.gather(*(self._start(node, rung, verdict, now) for node, rung, verdict in admitted))
 
     async def _start(self, node: str, rung: str, verdict: dict[str, Any], now: float) -> Flow:
         lemon = self.policy.safety.lemon
@@ -264,16 +287,22 @@ class RemediationController:
         f = Flow(node=node, state="running", phase="cordon", rung=rung, rung_index=self.policy.ladder.index(rung),
                  trigger=trigger, wlm=self.wlm.name, dry_run=self.policy.dry_run,
                  data={"phase_at": now, "detected_at": verdict.get("since") or now, "admitted_at": now})
-        await self.flows.create(f)
-        self.open[node] = f
+        self.open[node] = f  # counted by the caps from now on, before anything is awaited
+        try:
+            await self.flows.create(f)
+        except BaseException:
+            self.open.pop(node, None)
+            raise
+        # drive it now rather than at the next pass: the cordon is the first thing a broken node needs
+        self.drivers[f.id] = asyncio.create_task(self._drive(f), name=f"remediation-{f.id}")
         self.started_total += 1
         if not f.dry_run:
             self.starts.setdefault(node, []).append(utc(now))
         why = "; ".join(f"{r.get('rule')}@{r.get('component')}: {r.get('message')}"
                         for r in reasons[:3])
         log.warning("remediation #%d started on %s (%s -> %s): %s", f.id, node, trigger["action"], rung, why)
-        await asyncio.to_thread(self.store.audit, "remediation.start", node, reason=why[:2000], actor=ACTOR,
-                                details={"workflow": f.id, "rung": rung, "action": trigger["action"],
+        await self.flows.audit("remediation.start", node, reason=why[:2000], actor=ACTOR,
+                               details={"workflow": f.id, "rung": rung, "action": trigger["action"],
                                          "dry_run": f.dry_run, "lemon": trigger.get("lemon")})
         return f
 
@@ -348,13 +377,12 @@ class RemediationController:
         if state in ("failed", "decommissioned") and not f.dry_run:
             self.hold[f.node] = state
         log.warning("remediation #%d of %s: %s%s", f.id, f.node, state, f": {error}" if error else "")
-        await asyncio.to_thread(self.store.audit, f"remediation.{state}", f.node, reason=error, actor=ACTOR,
-                                result="ok" if state in ("succeeded", "decommissioned") else "error",
+        await self.flows.audit(f"remediation.{state}", f.node, reason=error, actor=ACTOR,
+                               result="ok" if state in ("succeeded", "decommissioned") else "error",
                                 details={"workflow": f.id, "rung": f.rung, "phases": f.data.get("phases")})
 
     async def _audit(self, f: Flow, action: str, reason: str, result: str = "ok", **details: Any) -> None:
-        await asyncio.to_thread(self.store.audit, f"remediation.{action}", f.node, reason=reason[:2000],
-                                result=result, actor=ACTOR,
+        await self.flows.audit(f"remediation.{action}", f.node, reason=reason[:2000], result=result, actor=ACTOR,
                                 details={"workflow": f.id, "rung": f.rung, "attempt": f.attempt, **details})
 
     def _why(self, f: Flow) -> str:
@@ -378,13 +406,15 @@ class RemediationController:
                     await self._finish(f, "failed", f"cordon: {exc}")
                     return None
                 raise
+            cordoned_at = self.clock()
             f.cordon_ours = st.ours
             detail = {"ours": st.ours, "state": st.state, "reason": st.reason}
             if not st.ours:
                 detail["note"] = "already cordoned by an operator: redfleet will not return it to service"
-            await self.flows.begin_step(f, "cordon", result="ok", detail=detail)
-            await self._audit(f, "cordon", self._why(f), ours=st.ours, wlm=f.wlm)
-        await self._goto(f, "drain", cordoned_at=self.clock())
+            f.data["cordoned_at"] = cordoned_at
+            await asyncio.gather(self.flows.begin_step(f, "cordon", result="ok", detail=detail),
+                                 self._audit(f, "cordon", self._why(f), ours=st.ours, wlm=f.wlm))
+        await self._goto(f, "drain", cordoned_at=f.data.get("cordoned_at") or self.clock())
         return 0.0
 
     async def _phase_drain(self, f: Flow) -> float | None:
@@ -718,13 +748,13 @@ class RemediationController:
     async def pause(self, by: str, reason: str | None) -> None:
         self.paused = {"paused": True, "by": by, "reason": reason, "at": iso(datetime.now(UTC))}
         await self.flows.set_control("paused", self.paused, by)
-        await asyncio.to_thread(self.store.audit, "remediation.pause", None, reason=reason, actor=by)
+        await self.flows.audit("remediation.pause", None, reason=reason, actor=by)
         self.wake.set()
 
     async def resume(self, by: str) -> None:
         self.paused = None
         await self.flows.set_control("paused", {"paused": False}, by)
-        await asyncio.to_thread(self.store.audit, "remediation.resume", None, actor=by)
+        await self.flows.audit("remediation.resume", None, actor=by)
         self.dirty.update(self.hub.nodes)
         self.wake.set()
 
@@ -733,8 +763,7 @@ class RemediationController:
         self.breaker = None
         self.transitions.clear()  # the storm that tripped it is the operator's to have judged
         await self.flows.set_control("breaker", {"tripped": False, "reset_by": by}, by)
-        await asyncio.to_thread(self.store.audit, "remediation.breaker.reset", None, actor=by,
-                                details={"was": was})
+        await self.flows.audit("remediation.breaker.reset", None, actor=by, details={"was": was})
         self.dirty.update(self.hub.nodes)
         self.wake.set()
 

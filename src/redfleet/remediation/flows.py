@@ -7,9 +7,12 @@ steps are appended and closed through :class:`FlowStore`. Every write is one sho
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +26,7 @@ from redfleet.store.remediation import (
 )
 from redfleet.store.repository import FleetStore
 
+T = TypeVar("T")
 _FIELDS = ("node", "state", "phase", "rung", "rung_index", "attempt", "trigger", "wlm", "dry_run", "cordon_ours",
            "approval", "approved_by", "approved_rungs", "paused_reason", "data", "error", "rma_id", "started_at",
            "updated_at", "finished_at")
@@ -125,9 +129,79 @@ def _step(r: RemediationStep) -> StepRow:
                    dict(r.detail or {}))
 
 
+class GroupWriter:
+    """Writes from many workflows at once share transactions ("group commit"): each caller still awaits its own
+    write's commit, but a hundred workflows cordoning together cost a few SQLite commits, not hundreds, and none
+    waits behind serve's other threads — the writer has its own thread. If a batch fails, its writes are redone one
+    by one so that one bad write fails alone."""
+
+    def __init__(self, store: FleetStore) -> None:
+        self.store = store
+        self.pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remediation-writer")
+        self.flushing = False
+        self.batches = 0
+        self.writes = 0
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((fn, fut))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        result: T = await fut
+        return result
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                outcomes = await loop.run_in_executor(self.pool, self._apply, [fn for fn, _ in batch])
+                self.batches += 1
+                self.writes += len(batch)
+                for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+                    if fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
+        finally:
+            self.flushing = False
+
+    def _apply(self, fns: list[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
+        try:
+            return [(True, v) for v in self.store.transaction(lambda s: [fn(s) for fn in fns])]
+        except Exception:
+            if len(fns) == 1:
+                try:
+                    return [(True, self.store.transaction(fns[0]))]
+                except Exception as exc:
+                    return [(False, exc)]
+        out: list[tuple[bool, Any]] = []
+        for fn in fns:
+            try:
+                out.append((True, self.store.transaction(fn)))
+            except Exception as exc:
+                out.append((False, exc))
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
 class FlowStore:
     def __init__(self, store: FleetStore) -> None:
         self.store = store
+        self.writer = GroupWriter(store)
+
+    async def audit(self, action: str, target: str | None, *, actor: str, reason: str | None = None,
+                    result: str = "ok", details: dict[str, Any] | None = None) -> None:
+        """An audit row, written with the workflow writes around it."""
+        payload = json.loads(json.dumps(details, default=str)) if details is not None else None
+        await self.writer.run(lambda s: self.store._audit(s, action, target, reason=reason, result=result,
+                                                          details=payload, actor=actor))
 
     # -- workflows
 
@@ -138,13 +212,13 @@ class FlowStore:
             s.flush()
             return row.id
 
-        f.id = await asyncio.to_thread(self.store.transaction, run)
+        f.id = await self.writer.run(run)
         return f
 
     async def save(self, f: Flow) -> None:
         f.updated_at = datetime.now(UTC)
         vals = f.values()
-        await asyncio.to_thread(self.store.transaction, lambda s: s.execute(
+        await self.writer.run(lambda s: s.execute(
             update(RemediationWorkflow).where(RemediationWorkflow.id == f.id).values(**vals)))
 
     def open_flows(self) -> list[Flow]:
@@ -241,7 +315,7 @@ class FlowStore:
             s.flush()
             return row.id
 
-        return await asyncio.to_thread(self.store.transaction, run)
+        return await self.writer.run(run)
 
     async def end_step(self, step_id: int, result: str, detail: dict[str, Any] | None = None) -> None:
         def run(s: Session) -> None:
@@ -253,7 +327,7 @@ class FlowStore:
             if detail:
                 row.detail = {**(row.detail or {}), **detail}
 
-        await asyncio.to_thread(self.store.transaction, run)
+        await self.writer.run(run)
 
     async def update_step(self, step_id: int, detail: dict[str, Any]) -> None:
         def run(s: Session) -> None:
@@ -261,7 +335,7 @@ class FlowStore:
             if row is not None:
                 row.detail = {**(row.detail or {}), **detail}
 
-        await asyncio.to_thread(self.store.transaction, run)
+        await self.writer.run(run)
 
     # -- control switches
 
@@ -280,7 +354,7 @@ class FlowStore:
                 row.updated_by = by
                 row.updated_at = datetime.now(UTC)
 
-        await asyncio.to_thread(self.store.transaction, run)
+        await self.writer.run(run)
 
     # -- RMA
 
@@ -293,7 +367,7 @@ class FlowStore:
             s.flush()
             return row.id
 
-        return await asyncio.to_thread(self.store.transaction, run)
+        return await self.writer.run(run)
 
     def rmas(self, node: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         def run(s: Session) -> list[dict[str, Any]]:
