@@ -697,6 +697,7 @@ class RemediationController:
             await self.flows.begin_step(f, "uncordon", result="dry-run")
         elif f.cordon_ours:
             resumed = await self.wlm.uncordon(f.node)
+            f.data["uncordoned_at"] = self.clock()
             with contextlib.suppress(WlmError):
                 await self.wlm.set_verdict(f.node, True, f"#{f.id} remediated")
             await self.flows.begin_step(f, "uncordon", result="ok" if resumed else "skipped",
@@ -706,7 +707,7 @@ class RemediationController:
         else:
             await self.flows.begin_step(f, "uncordon", result="skipped",
                                         detail={"why": "cordoned by an operator before redfleet: left as it was"})
-        f.data["uncordoned_at"] = self.clock()
+        f.data.setdefault("uncordoned_at", self.clock())
         await self._finish(f, "succeeded")
         return None
 

@@ -155,6 +155,13 @@ class SlurmManager:
         # first served, and the timeout covers only a command's own run.
         self.concurrency = concurrency
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Reads of many nodes at once (a hundred workflows polling their drains) share one `scontrol show node`:
+        # requests arriving within `batch_window` go out as one call naming up to `batch_max` nodes.
+        self.batch_window = 0.02
+        self.batch_max = 200
+        self._reads: dict[str, list[asyncio.Future[dict[str, str] | None]]] = {}
+        self._read_flush: asyncio.Task[None] | None = None
+        self.show_calls = 0
 
     # -- running Slurm's commands --
     def _env(self) -> dict[str, str]:
@@ -225,6 +232,55 @@ class SlurmManager:
 
     # -- reading --
     async def _show(self, node: str, name: str) -> dict[str, str] | None:
+        fut: asyncio.Future[dict[str, str] | None] = asyncio.get_running_loop().create_future()
+        self._reads.setdefault(name, []).append(fut)
+        if self._read_flush is None or self._read_flush.done():
+            self._read_flush = asyncio.create_task(self._flush_reads())
+        return await fut
+
+    async def _flush_reads(self) -> None:
+        await asyncio.sleep(self.batch_window)
+        while self._reads:
+            names = list(self._reads)[: self.batch_max]
+            waiting = {n: self._reads.pop(n) for n in names}
+            try:
+                found = await self._show_many(names)
+            except Exception as exc:
+                for futs in waiting.values():
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(exc)
+                continue
+            for n, futs in waiting.items():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(found.get(n))
+
+    async def _show_many(self, names: list[str]) -> dict[str, dict[str, str] | None]:
+        """One ``scontrol show node -o a,b,c``; a name Slurm does not know makes it refuse the whole list, so then
+        each is asked alone (and the unknown one answers None)."""
+        if len(names) == 1:
+            return {names[0]: await self._show_one(names[0], names[0])}
+        self.show_calls += 1
+        run = await self._run([self.scontrol, "show", "node", "-o", ",".join(names)], names[0],
+                              f"scontrol show node ({len(names)} nodes)")
+        if run.rc != 0:
+            results = await asyncio.gather(*(self._show_one(n, n) for n in names), return_exceptions=True)
+            out: dict[str, dict[str, str] | None] = {}
+            for n, r in zip(names, results, strict=True):
+                if isinstance(r, BaseException):
+                    raise r
+                out[n] = r
+            return out
+        by_name: dict[str, dict[str, str] | None] = dict.fromkeys(names)
+        for line in run.out.splitlines():
+            fields = parse_node_line(line)
+            if fields.get("NodeName") in by_name:
+                by_name[fields["NodeName"]] = fields
+        return by_name
+
+    async def _show_one(self, node: str, name: str) -> dict[str, str] | None:
+        self.show_calls += 1
         run = await self._run([self.scontrol, "show", "node", "-o", name], node, "scontrol show node")
         if run.rc != 0:
             said = (run.err or run.out).strip()  # 22.05 prints "Node X not found" on stdout
