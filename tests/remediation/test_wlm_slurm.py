@@ -373,3 +373,13 @@ async def test_simultaneous_reads_share_one_scontrol_call(tmp_path: Path) -> Non
     assert all(s.known and s.state == "IDLE" and not s.cordoned for s in statuses)
     lines = calls.read_text().split()
     assert len(lines) == 1 and len(lines[0].split(",")) == 50
+
+
+async def test_simultaneous_drains_with_one_reason_are_one_update(slurm: LocalSlurm) -> None:
+    wlm = SlurmManager(conf=str(slurm.conf_path))
+    before = wlm.update_calls
+    nodes = [n for n in slurm.nodes if n != "c1"][:3]
+    statuses = await asyncio.gather(*(wlm.cordon(n, "RESTART_BM xid.79") for n in nodes))
+    assert all(s.ours and s.reason == "redfleet: RESTART_BM xid.79" for s in statuses), statuses
+    assert wlm.update_calls - before == 1
+    assert all(await asyncio.gather(*(wlm.uncordon(n) for n in nodes)))

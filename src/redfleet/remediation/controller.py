@@ -385,6 +385,13 @@ class RemediationController:
         await self.flows.audit(f"remediation.{action}", f.node, reason=reason[:2000], result=result, actor=ACTOR,
                                 details={"workflow": f.id, "rung": f.rung, "attempt": f.attempt, **details})
 
+    def _wlm_reason(self, f: Flow) -> str:
+        """What the workload manager shows (Slurm's Reason): the action and the rules, no ids or components, so
+        that a storm of one fault shares one reason and its drains go out as one call. `redfleet remediation list
+        --node N` has the rest."""
+        rules = sorted({str(r.get("rule")) for r in f.trigger.get("reasons") or [] if isinstance(r, dict)})
+        return f"{f.trigger.get('action') or 'remediation'} {','.join(rules[:4])}".strip()[:150]
+
     def _why(self, f: Flow) -> str:
         keys = [f"{r.get('rule')}@{r.get('component')}" for r in f.trigger.get("reasons") or [] if isinstance(r, dict)]
         return f"#{f.id} {f.trigger.get('action') or ''}: {', '.join(keys[:5])}"[:300]
@@ -397,7 +404,7 @@ class RemediationController:
             await self.flows.begin_step(f, "cordon", result="dry-run", detail={"would": f"cordon in {f.wlm}"})
         else:
             try:
-                st = await self.wlm.cordon(f.node, self._why(f))
+                st = await self.wlm.cordon(f.node, self._wlm_reason(f))
                 with contextlib.suppress(WlmError):
                     await self.wlm.set_verdict(f.node, False, self._why(f))
             except WlmError as exc:

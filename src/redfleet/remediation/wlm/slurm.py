@@ -161,7 +161,11 @@ class SlurmManager:
         self.batch_max = 200
         self._reads: dict[str, list[asyncio.Future[dict[str, str] | None]]] = {}
         self._read_flush: asyncio.Task[None] | None = None
+        self._updates: dict[tuple[str, ...], list[tuple[str, str, asyncio.Future[None]]]] = {}
+        self._update_flush: asyncio.Task[None] | None = None
         self.show_calls = 0
+        self.update_calls = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- running Slurm's commands --
     def _env(self) -> dict[str, str]:
@@ -330,6 +334,53 @@ class SlurmManager:
 
     # -- changing --
     async def _update(self, node: str, name: str, *args: str) -> None:
+        """Updates with the same arguments (a storm's DRAINs with one reason, RESUMEs) arriving within the batch
+        window go out as one ``scontrol update NodeName=a,b,c ...``; if Slurm refuses the list, each node is
+        updated alone, so a refusal is still that node's own."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._updates.setdefault(args, []).append((node, name, fut))
+        if self._update_flush is None or self._update_flush.done():
+            self._update_flush = asyncio.create_task(self._flush_updates())
+        await fut
+
+    async def _flush_updates(self) -> None:
+        await asyncio.sleep(self.batch_window)
+        while self._updates:
+            args, waiting = self._updates.popitem()
+            for i in range(0, len(waiting), self.batch_max):
+                chunk = waiting[i:i + self.batch_max]
+                task = asyncio.create_task(self._apply_update(args, chunk))
+                self._tasks.add(task)  # held until done: a task nobody references may be collected mid-way
+                task.add_done_callback(self._tasks.discard)
+
+    async def _apply_update(self, args: tuple[str, ...], chunk: list[tuple[str, str, asyncio.Future[None]]]) -> None:
+        names = list(dict.fromkeys(n for _, n, _ in chunk))
+        try:
+            if len(names) > 1:
+                self.update_calls += 1
+                run = await self._run([self.scontrol, "update", f"NodeName={','.join(names)}", *args], chunk[0][0],
+                                      f"scontrol update {args[0]} ({len(names)} nodes)")
+                if run.rc == 0:
+                    for _, _, f in chunk:
+                        if not f.done():
+                            f.set_result(None)
+                    return
+            results = await asyncio.gather(*(self._update_one(node, name, *args) for node, name, _ in chunk),
+                                           return_exceptions=True)
+            for (_, _, f), r in zip(chunk, results, strict=True):
+                if f.done():
+                    continue
+                if isinstance(r, BaseException):
+                    f.set_exception(r)
+                else:
+                    f.set_result(None)
+        except BaseException as exc:
+            for _, _, f in chunk:
+                if not f.done():
+                    f.set_exception(exc)
+
+    async def _update_one(self, node: str, name: str, *args: str) -> None:
+        self.update_calls += 1
         run = await self._run([self.scontrol, "update", f"NodeName={name}", *args], node, f"scontrol update {args[0]}")
         if run.rc != 0:
             raise WlmError(f"slurm: scontrol update NodeName={name} {args[0]} (node {node}) refused: "
