@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from redfleet.profiles.memo import Recording, VerdictMemo
 from redfleet.profiles.profile import ProfileSet, UseCase, parse_version
 from redfleet.profiles.source import CachedSource
 
@@ -42,6 +43,7 @@ _ARRAY_INDEX = re.compile(r"/\d+")
 _CONTAINERS = (dict, list)  # a tuple: `dict | list` would build a new union object at every call
 _COLLECTION = re.compile(r"^#(.+)Collection\..+Collection$")
 _NOT_APPLY = "Comparison Error: Comparison doesn't apply"
+_OWN_VALUE = (str, int, float)  # property values a verdict memo entry may keep as their type alone
 
 
 class Verdict(IntEnum):
@@ -229,6 +231,7 @@ class Evaluation:
         self.strict = options.strict
         self.rows: dict[tuple[str, str], Row] = {}
         self.found_uris: dict[int, list[str]] = {}
+        self._found_sets: dict[int, set[str]] = {}
         self.global_checks: dict[str, dict[str, Any]] = {}
         self.use_case: UseCase | None = None
         self.annotation_uris: set[str] = set()
@@ -240,6 +243,12 @@ class Evaluation:
         self._links: dict[str, tuple[list[str], list[str]]] = {}
         # (id(requirement), use case) -> (the requirement, the label of its rows)
         self._labels: dict[tuple[int, int], tuple[dict[str, Any], str]] = {}
+        # While a resource's judgement is recorded for the verdict memo: its rows (with the JSON pointer of the
+        # value each shows), its service-wide checks and use cases found, and what else it reads.
+        self._found_refs: dict[tuple[str, str], str | None] | None = None
+        self._ops: list[tuple[Any, ...]] | None = None
+        self._deps: list[tuple[str, str, Any]] | None = None
+        self.platform = ""  # the fleet plan's key of this node's platform (verdict memo entries are per platform)
 
     def wanted(self, uri: str) -> bool:
         """With a plan template: read a URI only if the template needed it or has never seen it."""
@@ -247,30 +256,50 @@ class Evaluation:
         return t is None or uri in t.relevant or uri not in t.known
 
     # ---- reading --------------------------------------------------------------------------------------------
-    async def get(self, uri: str) -> dict[str, Any] | None:
+    async def _read(self, uri: str) -> dict[str, Any] | None:
         if self.evaluating:
             self.demand.add(uri)
         return await self.source.get(uri)
 
-    async def type_of(self, uri: str) -> str | None:
-        return resource_type_of(await self.get(uri))[0]
+    async def get(self, uri: str) -> dict[str, Any] | None:
+        payload = await self._read(uri)
+        if self._deps is not None:
+            self._deps.append(("get", uri, payload))
+        return payload
 
-    def allow(self, uri: str) -> str | None:
+    async def type_of(self, uri: str) -> str | None:
+        rtype = resource_type_of(await self._read(uri))[0]
+        if self._deps is not None:
+            self._deps.append(("type", uri, rtype))
+        return rtype
+
+    def _allow(self, uri: str) -> str | None:
         fn = getattr(self.source, "allow_header", None)
         return fn(uri) if fn else None
 
+    def allow(self, uri: str) -> str | None:
+        value = self._allow(uri)
+        if self._deps is not None:
+            self._deps.append(("allow", uri, value))
+        return value
+
     async def allow_of(self, uri: str) -> str | None:
-        await self.get(uri)
+        await self._read(uri)
         return self.allow(uri)
 
     # ---- results --------------------------------------------------------------------------------------------
     def add(self, uri: str, prop: str, present: bool, value: Any, verdict: Verdict, message: str,
-            resource: str = "", requirement: str | None = None, purpose: str | None = None) -> None:
+            resource: str = "", requirement: str | None = None, purpose: str | None = None,
+            ref: str | None = None) -> None:
+        """``ref``: the JSON pointer of ``value`` in the resource, when it is a property's own value (a replayed
+        judgement shows that node's value there)."""
         key = (uri, prop)
         row = self.rows.get(key)
         if row is None:
             row = Row(resource, uri, prop, verdict, render_found(value) if present else None, present, [message])
             self.rows[key] = row
+            if self._found_refs is not None:
+                self._found_refs[key] = ref if present else None
         else:
             if row.verdict >= Verdict.WARN and verdict <= Verdict.PASS:
                 return
@@ -281,6 +310,8 @@ class Evaluation:
             row.verdict = max(row.verdict, verdict)
             if present and not row.present:
                 row.found, row.present = render_found(value), True
+                if self._found_refs is not None:
+                    self._found_refs[key] = ref
         if self.use_case is not None:
             row.requirements.append(requirement or self.use_case.label)
             if not row.resource:
@@ -292,6 +323,8 @@ class Evaluation:
 
     def add_global(self, uri: str, prop: str, value: Any, comparison: str, expected: list[Any]) -> None:
         assert self.use_case is not None
+        if self._ops is not None:
+            self._ops.append(("global", self.use_case, (uri, prop, value, comparison, expected)))
         name = f"{self.use_case.index}_{_ARRAY_INDEX.sub('', prop)}_{comparison}"
         check = self.global_checks.get(name)
         if check is None:
@@ -480,9 +513,7 @@ class Evaluation:
                     parent = await self.get(parent_uri) or {}
                     if await self.compare(parent_prop or "", comparison, values, {}, parent) is not None:
                         continue
-            found = self.found_uris.setdefault(uc.index, [])
-            if uri not in found:
-                found.append(uri)
+            self._found(uc, uri)
             out.append(uc)
         return out
 
@@ -544,8 +575,9 @@ class Evaluation:
             purpose = req.get("Purpose")
 
             def add(p: str, present: bool, value: Any, verdict: Verdict, message: str,
-                    _label: str = label, _purpose: Any = purpose) -> None:
-                self.add(uri, p, present, value, verdict, message, requirement=_label, purpose=_purpose)
+                    _label: str = label, _purpose: Any = purpose, _ref: str = cur) -> None:
+                self.add(uri, p, present, value, verdict, message, requirement=_label, purpose=_purpose,
+                         ref=_ref if present else None)
 
             if "ReplacedByProperty" in req and _find(req["ReplacedByProperty"], payload, full)[0]:
                 continue
@@ -641,7 +673,8 @@ class Evaluation:
         wlabel = f"{label}; WriteRequirement {write}"
 
         def add(verdict: Verdict, message: str) -> None:
-            self.add(uri, cur_wr, True, value, verdict, message, requirement=wlabel, purpose=purpose)
+            self.add(uri, cur_wr, True, value, verdict, message, requirement=wlabel, purpose=purpose,
+                     ref=cur_wr[: -len(" (Write)")])
 
         allow = _split_allow(self.allow(uri))
         writable_resource = None if allow is None else ("PUT" in allow or "PATCH" in allow)
@@ -888,11 +921,100 @@ class Evaluation:
         known = set(self.validated) | self.annotation_uris
         return PlanTemplate(frozenset(relevant), frozenset(known))
 
+    def _found(self, uc: UseCase, uri: str) -> None:
+        if self._ops is not None:
+            self._ops.append(("found", uc, (uri,)))
+        seen = self._found_sets.setdefault(uc.index, set())
+        if uri not in seen:  # (a set beside the list: a node has hundreds of log entries of one use case)
+            seen.add(uri)
+            self.found_uris.setdefault(uc.index, []).append(uri)
+
     async def validate_one(self, uri: str, payload: dict[str, Any]) -> None:
         odata_type = payload.get("@odata.type")
         if not isinstance(odata_type, str):
             return
         rtype = odata_type.split(".")[-1]
+        if not self.profiles.use_cases_for(rtype):
+            return
+        memo = self.opts.plan.memo if self.opts.plan is not None else None
+        key = memo.key(self.profiles, self.platform, rtype, uri, payload) if memo is not None else None
+        if memo is None or key is None:
+            await self._judge(rtype, uri, payload)
+            return
+        known = memo.get(key)
+        # Replayed only on a follower: the node that learns its platform's plan must read what its checks read.
+        if known is not None and self.template is not None and await self._deps_hold(known.deps):
+            if memo.verify:
+                await self._verify_replay(memo, known, rtype, uri, payload)
+            if self._replay(known, payload):
+                memo.hits += 1
+                return
+        memo.misses += 1
+        self._found_refs, self._ops, self._deps = {}, [], []
+        try:
+            await self._judge(rtype, uri, payload)
+            rows = [(k, self.rows[k], ref) for k, ref in self._found_refs.items()]
+            recording = Recording([(k, r.resource, r.verdict, r.found, r.present, tuple(r.messages),
+                                    tuple(r.requirements), tuple(r.purposes), ref) for k, r, ref in rows],
+                                  self._ops, self._deps)
+        finally:
+            self._found_refs = self._ops = self._deps = None
+        memo.put(key, recording)
+
+    async def _deps_hold(self, deps: list[tuple[str, str, Any]]) -> bool:
+        """Whether what a recorded judgement read besides its resource reads the same on this node."""
+        for kind, uri, value in deps:
+            if kind == "allow":
+                if self._allow(uri) != value:
+                    return False
+            elif kind == "type":
+                if resource_type_of(await self._read(uri))[0] != value:
+                    return False
+            elif await self._read(uri) != value:
+                return False
+        return True
+
+    def _replay(self, known: Recording, payload: dict[str, Any]) -> bool:
+        """This node's results from a recorded judgement (False, and nothing done, if the resource has rows
+        already: then it is judged)."""
+        rows = self.rows
+        if any(snap[0] in rows for snap in known.rows):
+            return False
+        for key, resource, verdict, found, present, messages, requirements, purposes, ref in known.rows:
+            if ref is not None and type(found) in _OWN_VALUE:  # the memo kept only the value's type: show ours
+                there, own = _find(ref, {}, payload)
+                if there and type(own) in _OWN_VALUE:
+                    found = own
+            rows[key] = Row(resource, key[0], key[1], verdict, found, present, list(messages), list(requirements),
+                            list(purposes))
+        try:
+            for kind, uc, args in known.ops:
+                self.use_case = uc
+                if kind == "global":
+                    self.add_global(*args)
+                else:
+                    self._found(uc, *args)
+        finally:
+            self.use_case = None
+        return True
+
+    async def _verify_replay(self, memo: VerdictMemo, known: Recording, rtype: str, uri: str,
+                             payload: dict[str, Any]) -> None:
+        """Judge the resource again on a scratch evaluation and compare with the replay (tests, diagnosis)."""
+        def snapshot(ev: Evaluation) -> Any:
+            rows = [(k, r.resource, r.verdict, r.found, r.present, r.messages, r.requirements, r.purposes)
+                    for k, r in ev.rows.items()]
+            checks = {k: (c["found"], c["where"]) for k, c in ev.global_checks.items()}
+            return rows, checks, ev.found_uris
+
+        full = Evaluation(self.profiles, self.source, self.opts)
+        await full._judge(rtype, uri, payload)
+        replay = Evaluation(self.profiles, self.source, self.opts)
+        replay._replay(known, payload)
+        if snapshot(full) != snapshot(replay):
+            memo.mismatches.append(uri)
+
+    async def _judge(self, rtype: str, uri: str, payload: dict[str, Any]) -> None:
         for uc in await self.applicable_use_cases(rtype, uri, payload):
             self.use_case = uc
             try:
@@ -1002,11 +1124,14 @@ class FleetPlan:
     """Shared by the targets of one fleet run: the first node of each platform (same service root shape, vendor,
     product and Redfish version) is read in full; the others read what it needed, plus any URI it never had.
     Verdicts equal a full read whenever nodes of a platform differ only in values and in members of collections
-    that matter (the benchmark checks this against full reads)."""
+    that matter (the benchmark checks this against full reads). With a ``memo``, a follower's resource whose
+    requirement-relevant content was judged before on another node is not judged again (see
+    :mod:`redfleet.profiles.memo`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, memo: VerdictMemo | None = None) -> None:
         self.templates: dict[str, PlanTemplate] = {}
         self._pending: dict[str, asyncio.Event] = {}
+        self.memo = memo
 
     @staticmethod
     def key(root: dict[str, Any]) -> str:
@@ -1169,6 +1294,7 @@ async def validate_source(source: Any, profiles: ProfileSet, options: Options | 
     key = plan.key(root) if plan is not None else None
     learning = False
     if plan is not None and key is not None:
+        ev.platform = key
         ev.template = await plan.template_for(key)
         learning = ev.template is None
     try:
