@@ -3,11 +3,12 @@
 One run, side by side, against the same simulated fleet (``redfleet sim`` in its own process, every flavor in turn,
 plain HTTP on 127.16.136.0/…): first the DMTF tool, as an operator scripts it, on the first ``--dmtf-nodes`` BMCs one
 after another; then redfleet on all ``--nodes`` BMCs at once (``--fast``: each platform read in full once, the
-others read what mattered; ``--workers`` processes, ``--concurrency`` BMCs at once in each). Both use OCP Server
+others read what mattered, and a resource already judged on a node of its platform with the same requirement-relevant
+content is not judged again; ``--concurrency`` BMCs at once, in ``--workers`` processes). Both use OCP Server
 1.1.0 (which requires OCP Baseline 1.1.0). redfleet runs in ``dmtf`` mode here so that its pass/warn/fail/not-tested
 counts on the DMTF tool's nodes can be checked equal to the tool's own. Goal: the 1,000 finish sooner than the 10.
 
-    python -m benchmarks profiles_bench [--nodes 1000] [--dmtf-nodes 10] [--workers 2] [--concurrency 32]
+    python -m benchmarks profiles_bench [--nodes 1000] [--dmtf-nodes 10] [--workers 1] [--concurrency 32]
                                         [--out artifacts/profiles_bench.json]
 """
 
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dmtf-nodes", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=32, help="redfleet: BMCs validated at once (more only "
                         "slows down the first node of each platform, which the others wait for)")
-    parser.add_argument("--workers", type=int, default=2, help="redfleet: processes (redfleet validate --workers)")
+    parser.add_argument("--workers", type=int, default=1, help="redfleet: processes (redfleet validate --workers); "
+                        "on a 2-core box one is faster: the simulator needs the other core, and a second process "
+                        "learns every platform again and sends its results back through pickle")
     parser.add_argument("--base-address", default="127.16.136.1")
     parser.add_argument("--out", type=Path, default=Path("artifacts/profiles_bench.json"))
     args = parser.parse_args(argv)

@@ -105,9 +105,17 @@ def validate_fleet_processes(targets: list[Target], profiles: ProfileSet, mode: 
     if workers == 1:
         return _validate_chunk(targets, profiles, mode, fast, kwargs)
     chunks = [targets[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(_validate_chunk, chunks, [profiles] * workers, [mode] * workers, [fast] * workers,
-                              [kwargs] * workers))
+    # Unpickling the workers' results makes a million objects here (rows): without the cyclic collector, which
+    # would otherwise walk them again and again (most of this process's CPU, taken from the workers' cores).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_validate_chunk, chunks, [profiles] * workers, [mode] * workers,
+                                  [fast] * workers, [kwargs] * workers))
+    finally:
+        if enabled:
+            gc.enable()
     out: list[TargetResult | None] = [None] * len(targets)
     for w, part in enumerate(parts):
         for j, result in enumerate(part):

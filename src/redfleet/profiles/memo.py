@@ -157,7 +157,7 @@ class Recording:
 class VerdictMemo:
     """Judgements of one fleet run, shared by its targets (one event loop: no locking needed)."""
 
-    profiles: ProfileSet | None = None
+    profiles: ProfileSet | None = field(default=None, repr=False)
     # Past this many distinct projections of one URI (its requirements read per-node values: serials, readings),
     # the URI is judged on every node without projecting it.
     per_uri_limit: int = 6
@@ -165,9 +165,9 @@ class VerdictMemo:
     hits: int = 0
     misses: int = 0
     mismatches: list[str] = field(default_factory=list)
-    _trees: dict[str, tuple[Tree, frozenset[str]]] = field(default_factory=dict)
-    _store: dict[MemoKey, Recording] = field(default_factory=dict)
-    _per_uri: dict[tuple[str, str], int] = field(default_factory=dict)
+    _trees: dict[str, tuple[Tree, frozenset[str]]] = field(default_factory=dict, repr=False)
+    _store: dict[MemoKey, Recording] = field(default_factory=dict, repr=False)
+    _per_uri: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def key(self, profiles: ProfileSet, platform: str, rtype: str, uri: str,
             payload: dict[str, Any]) -> MemoKey | None:
