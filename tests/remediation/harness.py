@@ -28,10 +28,10 @@ DEV = "remediation-dev-token"
 
 # Short, test-sized timings (seconds of real time); everything else is the built-in policy.
 FAST: dict[str, Any] = {
-    "rungs": {"gpu-reset": {"timeout": 20}, "reboot": {"timeout": 30}, "power-cycle": {"timeout": 40, "retries": 0},
+    "rungs": {"gpu-reset": {"timeout": 30}, "reboot": {"timeout": 45}, "power-cycle": {"timeout": 60, "retries": 0},
               "reimage": {"timeout": 30}},
     "drain": {"timeout": 20},
-    "health_gate": {"settle": 1.5, "timeout": 20},
+    "health_gate": {"settle": 1.5, "timeout": 30},  # generous: CI machines are busy
 }
 
 

@@ -656,7 +656,9 @@ class RemediationController:
         h = self.hub.health(f.node)
         state = str(h.get("state") or "unknown")
         if state in ("unhealthy", "unknown"):
-            return False, f"health is {state}"
+            why = ", ".join(f"{r.get('rule')}@{r.get('component')}" for r in h.get("reasons") or []
+                            if isinstance(r, dict) and r.get("severity") == "critical")
+            return False, f"health is {state}" + (f" ({why})" if why else "")
         keys = {(r.get("rule"), r.get("component")) for r in f.trigger.get("reasons") or [] if isinstance(r, dict)}
         left = [r for r in h.get("reasons") or [] if isinstance(r, dict) and (r.get("rule"), r.get("component"))
                 in keys]
