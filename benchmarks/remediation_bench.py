@@ -29,11 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serve_bench import free_port, http, pct, proc_rss_mib
+from benchmarks.serve_bench import free_port, http, pct, proc_rss_mib, start_serve, warm_up
 
 SERVE_HOST = "127.24.0.50"
 SIM_BASE = "127.24.100.1"
@@ -151,26 +150,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 raise SystemExit(f"--wlm slurm: {why}")
             slurm = LocalSlurm().start([f"node-{i:05d}" for i in range(1, args.nodes + 1)], registered=[])
             cmd += ["--slurm-conf", str(slurm.conf_path)]
-        t0 = time.monotonic()
-        serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(1200):
-            try:
-                http("GET", f"{url}/healthz", token=None, timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if serve.poll() is not None:
-                    raise RuntimeError(f"serve exited: {serve.stderr.read() if serve.stderr else ''}") from None
-                time.sleep(0.25)
-        out["serve_start_s"] = round(time.monotonic() - t0, 1)
+        serve, out["serve_start_s"] = start_serve(cmd, env, url)
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < args.warmup_max:
-            st = http("GET", f"{url}/api/v1/status")
-            if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= args.nodes:
-                break
-            time.sleep(1.0)
-        out["warmup_s"] = round(time.monotonic() - t0, 1)
+        out["warmup_s"] = warm_up(url, args.nodes, args.warmup_max)
         out["health_before"] = http("GET", f"{url}/api/v1/status")["health"]
         names = [f"node-{i:05d}" for i in range(1, args.nodes + 1)]
         victims = random.Random(5).sample(names, min(args.faults, args.nodes))

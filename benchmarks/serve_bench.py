@@ -160,6 +160,32 @@ def http(method: str, url: str, body: Any = None, token: str | None = TOKEN, tim
         return json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw
 
 
+def start_serve(cmd: list[str], env: dict[str, str], url: str) -> tuple[subprocess.Popen[str], float]:
+    """Start ``redfleet serve`` and wait until it answers /healthz; (process, seconds it took)."""
+    t0 = time.monotonic()
+    serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):
+        try:
+            http("GET", f"{url}/healthz", token=None, timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if serve.poll() is not None:
+                raise RuntimeError(f"serve exited: {serve.stderr.read() if serve.stderr else ''}") from None
+            time.sleep(0.25)
+    return serve, round(time.monotonic() - t0, 1)
+
+
+def warm_up(url: str, nodes: int, limit: float) -> float:
+    """Wait until every node has been judged (none unknown) and heard from at least once; seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        st = http("GET", f"{url}/api/v1/status")
+        if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= nodes:
+            break
+        time.sleep(1.0)
+    return round(time.monotonic() - t0, 1)
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -211,27 +237,11 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
                "--sensors-interval", str(args.sensors_interval), "--inventory-interval", "86400", "--tls", "insecure"]
         if not args.collect:
             cmd.append("--no-collect")
-        t0 = time.monotonic()
-        serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(1200):
-            try:
-                http("GET", f"{url}/healthz", token=None, timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if serve.poll() is not None:
-                    raise RuntimeError(f"serve exited: {serve.stderr.read() if serve.stderr else ''}") from None
-                time.sleep(0.25)
-        out["serve_start_s"] = round(time.monotonic() - t0, 1)
+        serve, out["serve_start_s"] = start_serve(cmd, env, url)
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
         # warm-up: every node judged (unknown -> healthy/degraded) before faults
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < args.warmup_max:
-            st = http("GET", f"{url}/api/v1/status")
-            if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= nodes:
-                break
-            time.sleep(1.0)
-        out["warmup_s"] = round(time.monotonic() - t0, 1)
+        out["warmup_s"] = warm_up(url, nodes, args.warmup_max)
         # steady state: ingest throughput and CPU over a window
         st0, cpu0, w0 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
         time.sleep(args.window)

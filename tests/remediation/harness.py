@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,32 @@ async def sweep_inventory(fleet: SimFleet, store: FleetStore) -> None:
     for r in results:
         if r.ok and r.value is not None:
             store.record_inventory(r.name, r.value, reason="test inventory sweep")
+
+
+@contextlib.contextmanager
+def local_slurm(nodes: list[str], registered: list[str]) -> Iterator[Any]:
+    """A throwaway slurmctld (and slurmd for ``registered``) for a test module; skips with the reason when Slurm
+    cannot run here."""
+    import pytest
+
+    from redfleet.remediation.wlm.slurmctl import LocalSlurm
+
+    ok, why = LocalSlurm.available()
+    if not ok:
+        pytest.skip(why)
+    with LocalSlurm() as s:
+        s.start(nodes, registered=registered)
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def slurm_harness(tmp: Path, slurm: Any, **kw: Any) -> AsyncIterator[Harness]:
+    """:func:`harness` with remediation going through Slurm's ``scontrol`` against ``slurm``."""
+    from redfleet.remediation.wlm.slurm import SlurmManager
+
+    conf = str(slurm.conf_path)
+    async with harness(tmp, wlm_factory=lambda: SlurmManager(conf=conf), **kw) as hh:
+        yield hh
 
 
 @contextlib.asynccontextmanager

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from redfleet.remediation.wlm.slurm import SlurmManager
 from redfleet.remediation.wlm.slurmctl import LocalSlurm
-from remediation.harness import Harness, fast_policy, harness
+from remediation.harness import Harness, fast_policy, local_slurm, slurm_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
@@ -34,20 +33,14 @@ def fields(slurm: LocalSlurm, node: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[LocalSlurm]:
-    ok, why = LocalSlurm.available()
-    if not ok:
-        pytest.skip(why)
-    with LocalSlurm() as s:
-        s.start(NAMES, registered=[JOB_NODE])
+    with local_slurm(NAMES, registered=[JOB_NODE]) as s:
         yield s
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def h(slurm: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     tmp: Path = tmp_path_factory.mktemp("remediation-slurm")
-    conf = str(slurm.conf_path)
-    async with harness(tmp, mix=MIX, base_address="127.22.0.1", host="127.22.1.1", policy=POLICY,
-                       wlm_factory=lambda: SlurmManager(conf=conf)) as hh:
+    async with slurm_harness(tmp, slurm, mix=MIX, base_address="127.22.0.1", host="127.22.1.1", policy=POLICY) as hh:
         assert hh.names() == NAMES
         yield hh
 

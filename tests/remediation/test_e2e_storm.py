@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from redfleet.remediation.wlm.slurm import SlurmManager, parse_node_line
+from redfleet.remediation.wlm.slurm import parse_node_line
 from redfleet.remediation.wlm.slurmctl import LocalSlurm
-from remediation.harness import Harness, fast_policy, harness
+from remediation.harness import Harness, fast_policy, local_slurm, slurm_harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
@@ -25,20 +25,14 @@ POLICY = fast_policy(safety={"max_concurrent": CAP, "max_concurrent_percent": 10
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[LocalSlurm]:
-    ok, why = LocalSlurm.available()
-    if not ok:
-        pytest.skip(why)
-    with LocalSlurm() as s:
-        s.start(NAMES, registered=[])
+    with local_slurm(NAMES, registered=[]) as s:
         yield s
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def h(slurm: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     tmp: Path = tmp_path_factory.mktemp("remediation-storm")
-    conf = str(slurm.conf_path)
-    async with harness(tmp, mix=MIX, base_address="127.23.0.1", host="127.23.1.1", policy=POLICY,
-                       wlm_factory=lambda: SlurmManager(conf=conf)) as hh:
+    async with slurm_harness(tmp, slurm, mix=MIX, base_address="127.23.0.1", host="127.23.1.1", policy=POLICY) as hh:
         yield hh
 
 

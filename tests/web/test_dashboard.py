@@ -412,6 +412,14 @@ def test_operator_can_act_from_node_page(stack: Stack, browser: Any) -> None:
     shot(page, "node-operator")
     result = page.inner_text("#action-result")
     assert result.startswith("done: cycle"), result
+    # boot override, once, from PXE: the simulated BMC's ComputerSystem shows it
+    page.click("#boot-pxe")
+    assert "PXE" in page.inner_text("#confirm-text")
+    page.click("#confirm-ok")
+    wait_for(lambda: page.inner_text("#action-result").startswith(("done: boot", "refused")), 60, "boot answered")
+    assert page.inner_text("#action-result").startswith("done: boot pxe"), page.inner_text("#action-result")
+    audit = [a for a in stack.store.audit_log(target=node) if a.action == "node.boot"]
+    assert audit and audit[0].result == "ok" and audit[0].actor.startswith("api:")
     page.context.close()
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # The newest revision under migrations/versions. Opening an up-to-date database compares with this constant, so
 # that the common case needs no Alembic import (a test checks it against the scripts).
-HEAD = "0003"
+HEAD = "0004"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Modules under redfleet.store that are not table modules (everything else is imported so its tables register).

@@ -89,7 +89,8 @@
     if (r.status === 404 && path.endsWith("/power") && !(r.data && /node/.test(RF.detail(r.data)))) {
       RF.say("power actions are not available on this server yet", false); return;
     }
-    RF.say(r.ok ? `done: ${body.action || body.state}` + (r.data && r.data.reset_type ? ` (${r.data.reset_type})` : "")
+    RF.say(r.ok ? `done: ${body.action || body.state || "boot " + body.target}` +
+                  (r.data && r.data.reset_type ? ` (${r.data.reset_type})` : "")
                 : `refused (${r.status}): ${RF.detail(r.data)}`, r.ok);
     health();
   }
@@ -101,6 +102,9 @@
       if (!b) return;
       if (b.classList.contains("power")) {
         act(`/api/v1/nodes/${enc}/power`, {action: b.dataset.action}, `${b.textContent.trim()}: ${node}?`);
+      } else if (b.classList.contains("boot")) {
+        act(`/api/v1/nodes/${enc}/boot`, {target: b.dataset.target, once: true, reason: "dashboard"},
+            `Boot ${node} from ${b.textContent.trim()} on its next start?`);
       } else if (b.classList.contains("lifecycle")) {
         act(`/api/v1/nodes/${enc}/state`, {state: b.dataset.state, reason: "dashboard"}, `Set ${node} to ${b.dataset.state}?`);
       }
