@@ -260,6 +260,8 @@ def create_app(
                                   concurrency=collector_concurrency)
             app.state.collector = collector
             collector.start()
+            if controller is not None:
+                controller.refresh = collector.refresh
         try:
             yield
         finally:

@@ -90,6 +90,8 @@ class RemediationController:
         self.started_total = 0
         self._task: asyncio.Task[None] | None = None
         self.unknown_issue_grace = UNKNOWN_ISSUE_GRACE
+        # asks the BMC collector to poll a node now (set by serve once its collector runs)
+        self.refresh: Callable[[str], Any] | None = None
         self._records_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -643,6 +645,8 @@ class RemediationController:
                 # survived shows again in new events or in live conditions (a GPU still missing).
                 clear = getattr(self.hub.engine, "clear", None)
                 cleared = clear(f.node) if clear is not None else 0
+                if self.refresh is not None:  # and what the BMC says is read afresh, not from before the repair
+                    self.refresh(f.node)
                 await self.flows.end_step(step, "ok", {"waited_s": round(self.clock() - issued, 3),
                                                        "acknowledged_evidence": cleared})
                 await self._goto(f, "gate", back_at=self.clock())

@@ -62,6 +62,7 @@ class NodeCollectState:
     subscription: str | None = None
     retry_after: float | None = None  # the BMC's last Retry-After (throttled)
     subscriptions_made: int = 0  # push subscriptions created (first one + recreations)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by Collector.refresh
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -96,6 +97,19 @@ class Collector:
         self.poll_durations: list[float] = []  # recent, for /metrics
         for t in self.targets:
             hub.add_node(t.name, t.url)
+
+    def refresh(self, node: str, kinds: tuple[str, ...] = ("sensors", "inventory")) -> bool:
+        """Poll ``node`` now rather than at its next turn (remediation asks when a node is back from a repair:
+        its health gate must judge what the BMC says now, not an inventory read before the repair)."""
+        st = self.state.get(node)
+        if st is None:
+            return False
+        now = time.monotonic()
+        for k in kinds:
+            if k in st.next_due:
+                st.next_due[k] = min(st.next_due[k], now)
+        st.wake.set()
+        return True
 
     # -- lifecycle
 
@@ -148,7 +162,10 @@ class Collector:
                 kind = min(kinds, key=lambda k: st.next_due[k])
                 delay = st.next_due[kind] - time.monotonic()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    st.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(st.wake.wait(), delay)
+                    continue  # due now, or a refresh moved what is due: choose again
                 ok = await self._poll(st, kind)
                 now = time.monotonic()
                 if ok:
