@@ -136,3 +136,21 @@ async def test_serve_killed_between_intent_and_send_looks_before_it_sends(h: Har
     assert h.power_cycles.get(node) == 1, h.power_cycles
     step = next(s for s in flow["steps"] if s["name"] == "power-cycle")
     assert "confirmed by the node's reboot" in step["detail"].get("note", ""), step
+
+
+async def test_fault_that_survives_the_cycle_is_decommissioned_and_stays_drained(h: Harness,
+                                                                                  slurm: LocalSlurm) -> None:
+    node = NAMES[4]
+    h.inject(node, "gpu-lost", gpu=5, persistent=True)  # the power cycle does not bring this GPU back
+    flow = await h.wait_flow(node, lambda f: f["state"] == "decommissioned", 120, "decommissioned")
+    names = [s["name"] for s in flow["steps"]]
+    assert names[:4] == ["cordon", "drain", "power-cycle", "wait"], names
+    gate = next(s for s in flow["steps"] if s["name"] == "gate")
+    assert gate["result"] == "failed" and "gpu:5" in gate["detail"]["last"], gate
+    assert "reimage" in names and names[-1] == "decommission", names  # the next rung, then the last
+    assert h.power_cycles.get(node) == 1
+    rma = await h.get(f"/api/v1/rma/{flow['rma_id']}")
+    assert any(p["component"] == "gpu:5" and p.get("serial") for p in rma["parts"]), rma["parts"]
+    f = fields(slurm, node)  # never returned to service: drained with redfleet's reason, for the RMA
+    assert "DRAIN" in f["State"] and f["Reason"].startswith("redfleet:"), f
+    assert h.store.node(node).state == "retired"
