@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serve_bench import free_port, http, pct, proc_rss_mib, start_serve, warm_up
+from benchmarks.serve_bench import free_port, http, pct, proc_rss_mib, start_serve, stop_all, warm_up
 
 SERVE_HOST = "127.24.0.50"
 SIM_BASE = "127.24.100.1"
@@ -181,15 +181,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["breaker_tripped"] = st["breaker"]["tripped"]
         return out
     finally:
-        for p in (serve, sim):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in (serve, sim):
-            if p is not None:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all((serve, sim), wait=30.0)
         if slurm is not None:
             slurm.stop()
 

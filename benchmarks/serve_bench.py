@@ -186,6 +186,19 @@ def warm_up(url: str, nodes: int, limit: float) -> float:
     return round(time.monotonic() - t0, 1)
 
 
+def stop_all(procs: tuple[subprocess.Popen[str] | None, ...], wait: float = 20.0) -> None:
+    """SIGTERM each process still running, then wait for it (killed if it outlives ``wait``)."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        if p is not None:
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -289,15 +302,7 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
             out["feeder"] = json.loads(feeder_stats.read_text())
         return out
     finally:
-        for p in (serve, sim):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in (serve, sim):
-            if p is not None:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all((serve, sim))
 
 
 def _ts(iso: str) -> float:

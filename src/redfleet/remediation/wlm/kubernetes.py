@@ -18,7 +18,6 @@ overwritten.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import os
 import time
@@ -62,18 +61,9 @@ def _status_message(exc: ApiException) -> str:
 
 def _retry_after(exc: ApiException) -> float | None:
     """Retry-After in seconds (delta-seconds or an HTTP date), or None when the server sent none."""
-    value = (exc.headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    from redfleet.redfish.client import parse_retry_after
+
+    return parse_retry_after((exc.headers or {}).get("Retry-After"))
 
 
 def _now() -> str:
