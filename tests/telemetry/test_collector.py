@@ -192,3 +192,40 @@ async def test_push_subscription_created_delivered_and_recreated(cert_cache: Any
             server.should_exit = True
             await task
         assert subs == {}, "serve left its subscription on the BMC at shutdown"
+
+
+async def test_refresh_polls_now_and_each_inventory_reads_live_values(cert_cache: Any) -> None:
+    """The collector keeps one client per BMC; an inventory poll must not be answered from what that client read
+    before (a repaired GPU would stay Critical until serve restarts), and refresh() polls at once."""
+    async with sim(cert_cache, {"dgx": 1}, "127.19.9.1") as fleet:
+        hub, _rec, coll = make(fleet, sensors=3600.0, inventory=3600.0)
+        coll.inventory = True
+        seen: list[dict[str, Any]] = []
+        orig = hub.observe_inventory
+
+        def spy(node: str, inventory: dict[str, Any], now: float | None = None) -> None:
+            seen.append(inventory)
+            orig(node, inventory, now)
+
+        hub.observe_inventory = spy  # type: ignore[method-assign]
+        node = fleet.nodes[0].name
+
+        def gpu_health() -> list[str | None]:
+            return [g.get("health") for g in seen[-1]["gpus"]]
+
+        coll.start()
+        try:
+            await asyncio.sleep(0.2)
+            coll.refresh(node)  # rather than at a random point of its first minute
+            await until(lambda: seen, 10, "first inventory")
+            assert "Critical" not in gpu_health()
+            fleet.dynamics.inject(node, "xid", gpu=1, xid=48)  # type: ignore[union-attr]
+            assert coll.refresh(node) and not coll.refresh("no-such-node")
+            await until(lambda: len(seen) >= 2, 10, "refreshed inventory")
+            assert "Critical" in gpu_health(), gpu_health()
+            fleet.dynamics.clear(node)  # type: ignore[union-attr]
+            coll.refresh(node)
+            await until(lambda: len(seen) >= 3, 10, "second refresh")
+            assert "Critical" not in gpu_health(), gpu_health()
+        finally:
+            await coll.stop()

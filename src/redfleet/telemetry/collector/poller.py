@@ -220,6 +220,9 @@ class Collector:
                         power = await power_state(c)
                     self.hub.observe_sensors(name, readings, power_state=power)
                 else:
+                    # The client is kept between polls and caches what it GETs (one inventory reads a resource
+                    # once): every inventory poll starts from an empty cache, or it would repeat the first one.
+                    c.forget()
                     inv = await collect_inventory(c)
                     self.hub.observe_inventory(name, inv.model_dump(mode="json"))
                     self.hub.observe_reachability(name, True)
