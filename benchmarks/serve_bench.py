@@ -93,13 +93,7 @@ def cached_feeder_class() -> Any:
                     body = tpl.replace(PLACEHOLDER_BYTES, now_b)
                 items.append((body, self.token(name)))
             st.nodes = len(items)
-            statuses = await self.client.post_many(items)
-            for code in statuses:
-                st.statuses[code] = st.statuses.get(code, 0) + 1
-                if 200 <= code < 300:
-                    st.sent += 1
-                else:
-                    st.failed += 1
+            st.count(await self.client.post_many(items))
             st.seconds = time.perf_counter() - t0
             self._account(st)
             return st

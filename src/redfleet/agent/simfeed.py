@@ -72,6 +72,15 @@ class TickStats:
     send_s: float = 0.0  # HTTP
     statuses: dict[int, int] = field(default_factory=dict)
 
+    def count(self, statuses: list[int]) -> None:
+        """Tally the HTTP answers of a round (0: no answer)."""
+        for code in statuses:
+            self.statuses[code] = self.statuses.get(code, 0) + 1
+            if 200 <= code < 300:
+                self.sent += 1
+            else:
+                self.failed += 1
+
 
 def _token_fn(token: TokenSpec) -> Callable[[str], str]:
     if isinstance(token, str):
@@ -415,12 +424,7 @@ class SimFeeder:
             st.build_s += b1 - b0
             st.send_s += time.perf_counter() - b1
             st.commands += await self.handle_answers(who, answers)
-            for s in statuses:
-                st.statuses[s] = st.statuses.get(s, 0) + 1
-                if 200 <= s < 300:
-                    st.sent += 1
-                else:
-                    st.failed += 1
+            st.count(statuses)
         st.skipped = len(names) - st.nodes
         st.seconds = time.perf_counter() - t0
         self._account(st)

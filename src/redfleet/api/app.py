@@ -304,7 +304,7 @@ def create_app(
         from redfleet.remediation.executors import Executor
 
         def _targets() -> dict[str, NodeTarget]:
-            from redfleet.cli.serve import targets_from_store
+            from redfleet.store.targets import targets_from_store
 
             return {t.name: t for t in targets_from_store(store)}
 

@@ -11,8 +11,6 @@ import typer
 
 from redfleet.redfish.fleet import NodeTarget
 
-log = logging.getLogger(__name__)
-
 
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -22,30 +20,12 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def targets_from_store(store: object) -> list[NodeTarget]:
-    """Collection targets for every node of the store that has a BMC (passwords decrypted once per credential)."""
+    """Collection targets for every node of the store that has a BMC (see :mod:`redfleet.store.targets`)."""
     from redfleet.store import FleetStore
+    from redfleet.store.targets import targets_from_store as from_store
 
     assert isinstance(store, FleetStore)
-    creds: dict[str, tuple[str, str] | None] = {}
-    out = []
-    for rec in store.nodes():
-        if not rec.bmc_url:
-            continue
-        user = password = None
-        if rec.credential:
-            if rec.credential not in creds:
-                try:
-                    c = store.credential(rec.credential)
-                    creds[rec.credential] = (c.username, c.password.reveal())
-                except Exception as exc:
-                    log.warning("credential %s unusable: %s", rec.credential, exc)
-                    creds[rec.credential] = None
-            found = creds[rec.credential]
-            if found:
-                user, password = found
-        out.append(NodeTarget(rec.name, rec.bmc_url, user, password, fingerprint=rec.tls_fingerprint,
-                              tags=list(rec.tags)))
-    return out
+    return from_store(store)
 
 
 def ensure_admin_token(store: object, dev_token: str | None) -> str | None:

@@ -347,13 +347,17 @@ class RemediationController:
         delay: float | None = await handler(f)
         return delay
 
-    async def _goto(self, f: Flow, phase: str, **data: Any) -> None:
-        now = self.clock()
+    def _end_phase(self, f: Flow, now: float) -> None:
+        """Account the time spent in the current phase (a phase entered again, e.g. after a rung failed, adds up)."""
         started = f.data.get("phase_at")
         if isinstance(started, int | float):
             self.phase_seconds[f.phase].append(now - started)
-            f.data.setdefault("phases", {})[f.phase] = round(f.data.get("phases", {}).get(f.phase, 0.0)
-                                                             + now - started, 3)
+            phases = f.data.setdefault("phases", {})
+            phases[f.phase] = round(phases.get(f.phase, 0.0) + now - started, 3)
+
+    async def _goto(self, f: Flow, phase: str, **data: Any) -> None:
+        now = self.clock()
+        self._end_phase(f, now)
         f.phase = phase
         f.data["phase_at"] = now
         f.data.pop("step_id", None)
@@ -362,10 +366,7 @@ class RemediationController:
 
     async def _finish(self, f: Flow, state: str, error: str | None = None) -> None:
         now = self.clock()
-        started = f.data.get("phase_at")
-        if isinstance(started, int | float):
-            self.phase_seconds[f.phase].append(now - started)
-            f.data.setdefault("phases", {})[f.phase] = round(now - started, 3)
+        self._end_phase(f, now)
         f.state, f.error, f.phase = state, error, "done"
         f.finished_at = datetime.now(UTC)
         f.approval = None
@@ -381,7 +382,7 @@ class RemediationController:
         log.warning("remediation #%d of %s: %s%s", f.id, f.node, state, f": {error}" if error else "")
         await self.flows.audit(f"remediation.{state}", f.node, reason=error, actor=ACTOR,
                                result="ok" if state in ("succeeded", "decommissioned") else "error",
-                                details={"workflow": f.id, "rung": f.rung, "phases": f.data.get("phases")})
+                               details={"workflow": f.id, "rung": f.rung, "phases": f.data.get("phases")})
 
     async def _audit(self, f: Flow, action: str, reason: str, result: str = "ok", **details: Any) -> None:
         await self.flows.audit(f"remediation.{action}", f.node, reason=reason[:2000], result=result, actor=ACTOR,

@@ -222,12 +222,10 @@ def _match_gpu(comp: str, key: str, items: list[dict[str, Any]],
 
 
 def _target_from_store(store: FleetStore, node: str) -> NodeTarget | None:
-    rec = store.node(node)
-    if not rec.bmc_url:
-        return None
-    cred = store.credentials_for(node)
-    return NodeTarget(name=node, url=rec.bmc_url, username=cred.username if cred else None,
-                      password=cred.password.reveal() if cred else None, fingerprint=rec.tls_fingerprint)
+    from redfleet.store.targets import targets_from_store
+
+    found = targets_from_store(store, [node])
+    return found[0] if found else None
 
 
 async def read_node_sel(target: NodeTarget, *, pin_store: Any = None, tls_mode: str = "pin", limit: int = 200,

@@ -72,19 +72,6 @@ class Executor:
             raise ExecutorError(f"{node}: power {action} got no answer from {t.url} within {self.timeout:g} s") \
                 from None
 
-    async def power_state(self, node: str) -> str:
-        t = self.target(node)
-        async with asyncio.timeout(self.timeout):
-            if t.is_ipmi:
-                from redfleet.ipmi import IpmiClient
-
-                async with IpmiClient.from_url(t.url, t.username, t.password) as ic:
-                    return str(await ic.power_status())
-            from redfleet.redfish.actions import power_state
-
-            async with self._client(t) as client:
-                return await power_state(client)
-
     async def boot(self, node: str, target: str, *, once: bool, actor: str, reason: str) -> dict[str, Any]:
         t = self.target(node)
         if t.is_ipmi:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from redfleet.store.remediation import (
@@ -286,22 +286,6 @@ class FlowStore:
             return flow_dict(Flow.from_row(row), steps)
 
         return self.store.transaction(run, write=False)
-
-    def finished_durations(self, limit: int = 2000) -> list[tuple[str, float, dict[str, Any]]]:
-        """(state, seconds, data) of the most recent finished workflows, for MTTR and per-phase figures."""
-        def run(s: Session) -> list[tuple[str, float, dict[str, Any]]]:
-            rows = s.execute(select(RemediationWorkflow.state, RemediationWorkflow.started_at,
-                                    RemediationWorkflow.finished_at, RemediationWorkflow.data)
-                             .where(RemediationWorkflow.finished_at.is_not(None),
-                                    RemediationWorkflow.dry_run.is_(False))
-                             .order_by(RemediationWorkflow.id.desc()).limit(limit))
-            return [(st, (fin - start).total_seconds(), dict(data or {})) for st, start, fin, data in rows]
-
-        return self.store.transaction(run, write=False)
-
-    def count_by_state(self) -> dict[str, int]:
-        return dict(self.store.transaction(lambda s: list(s.execute(
-            select(RemediationWorkflow.state, func.count()).group_by(RemediationWorkflow.state))), write=False))
 
     # -- steps
 

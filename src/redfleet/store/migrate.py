@@ -33,7 +33,7 @@ HEAD = "0004"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Modules under redfleet.store that are not table modules (everything else is imported so its tables register).
 _NOT_TABLE_MODULES = {
-    "__main__", "migrate", "migrations", "repository", "diff", "crypto", "errors", "paths", "db", "pins",
+    "__main__", "migrate", "migrations", "repository", "diff", "crypto", "errors", "paths", "db", "pins", "targets",
 }
 # A number PostgreSQL's advisory lock is taken on while migrating (any constant; "redfleet" in ASCII, folded).
 _PG_LOCK_KEY = 0x7265_6466_6C65
