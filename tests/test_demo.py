@@ -41,6 +41,6 @@ async def test_demo_inventories_and_notices_faults(mockups, tmp_path):
         assert all(store.latest_inventory(n.name) is not None for n in nodes)
     # automated remediation, as the newcomer watches it
     assert f"dashboard: http://127.0.0.1:{opts.api_port}/?token=demo-test-token" in text
-    assert "remediation #1" in text and "power-cycle: ok" in text, text
+    assert "remediation #1" in text and "#1 cordon: ok" in text and "power-cycle: ok" in text, text
     assert "remediation #1 " in text and ": succeeded" in text, text
     assert demo.state.finished.get(1) == "succeeded", (demo.state.finished, text)

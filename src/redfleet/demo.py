@@ -16,6 +16,7 @@ commands use. Only the hardware is simulated.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import secrets
@@ -320,8 +321,9 @@ class Demo:
             wid = f["id"]
             if wid in self.state.finished:
                 continue
-            seen = self.state.steps_seen.get(wid, 0)
-            if seen == 0:
+            seen = self.state.steps_seen.get(wid)
+            if seen is None:
+                seen = 0
                 why = ", ".join(f"{r.get('rule')}@{r.get('component')}" for r in f["trigger"].get("reasons") or [])
                 c.print(f"  [cyan]🔧 remediation #{wid}[/] {f['node']}: {f['trigger'].get('action')} → start at "
                         f"rung {f['rung']} ({why})")
@@ -330,7 +332,7 @@ class Demo:
                 took = f" {s['duration_s']:.1f}s" if s.get("duration_s") is not None else ""
                 colour = "green" if s["result"] == "ok" else "yellow" if s["result"] == "skipped" else "red"
                 c.print(f"     #{wid} {s['name']}: [{colour}]{s['result']}[/]{took}")
-            self.state.steps_seen[wid] = max(seen, len(done)) if done else max(seen, 1)
+            self.state.steps_seen[wid] = max(seen, len(done))
             if f["state"] in ("succeeded", "decommissioned", "failed"):
                 self.state.finished[wid] = f["state"]
                 colour = {"succeeded": "green", "decommissioned": "red", "failed": "red"}[f["state"]]
@@ -340,6 +342,9 @@ class Demo:
 
 def run_demo(opts: DemoOptions) -> int:
     os.environ.setdefault("REDFLEET_ACTOR", "redfleet-demo")
+    # The demo narrates each workflow itself (_report_remediation); the controller's own warnings would print the
+    # same story a second time, unformatted, through logging's last-resort handler.
+    logging.getLogger("redfleet.remediation").setLevel(logging.ERROR)
     try:
         return asyncio.run(Demo(opts).run())
     except KeyboardInterrupt:
