@@ -1,23 +1,29 @@
-"""A fast path for the common request: an authenticated GET/HEAD of a resource, without query options.
+"""A fast path for the common request: an authenticated GET/HEAD of a resource, with or without query options.
 
 Each connection starts with :class:`FastProtocol` (httptools parser, responses written straight to the transport).
-The first request it cannot answer alone (any other method, a query string, a session or task-monitor URI, a log
-collection, latency or throttling in force, a URI the dynamic side takes) hands the connection over to the aiohttp
-handler: the unanswered bytes are replayed into an aiohttp ``RequestHandler`` that keeps the connection from then
-on. Responses are byte-for-byte what the aiohttp path would send for the same request.
+A plain GET is answered from the node's bytes; one with a query string (``$expand``, ``$select``, ``only``,
+``$skip``/``$top``) or of a log collection by the same function the aiohttp handler uses
+(:meth:`RedfishHandler.answer_get`). The first request it cannot answer alone (any other method, a session or
+task-monitor URI, latency or throttling in force, a URI the dynamic side takes, a failed authentication) hands the
+connection over to the aiohttp handler: the unanswered bytes are replayed into an aiohttp ``RequestHandler`` that
+keeps the connection from then on. Response bodies and headers are what the aiohttp path sends for the same request
+at the same simulated instant (aiohttp adds its ``Server`` header).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 import httptools
 import orjson
+from aiohttp import web
 
 from redfleet.sim.errors import error_body
+from redfleet.sim.template import JSON_TYPE
 
 if TYPE_CHECKING:  # pragma: no cover
     from redfleet.sim.fleet import SimFleet
@@ -25,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _OPEN = frozenset({b"/redfish", b"/redfish/", b"/redfish/v1", b"/redfish/v1/", b"/redfish/v1/odata",
                    b"/redfish/v1/$metadata"})
+
+_ENTRIES = re.compile(r"/LogServices/[^/]+/Entries$", re.IGNORECASE)  # a log: paged as the aiohttp path does
 
 _date_cache: list[Any] = [0, b""]
 
@@ -119,24 +127,25 @@ class FastProtocol(asyncio.Protocol):
     # ---- decisions -----------------------------------------------------------------------------------------
     def _can_serve(self, url: bytes) -> bool:
         node = self._node
-        if node is None or b"?" in url or b"%" in url or b"//" in url:
+        if node is None:
+            return False
+        raw_path, _, query = url.partition(b"?")
+        if b"%" in raw_path or b"//" in raw_path or b"#" in url:
             return False
         if node.down or node.throttle_until or node.slow is not None:
             return False
         if node.bad_json or self._fleet.latency is not None:
             return False
-        path = url.decode("latin-1")
+        path = raw_path.decode("latin-1")
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if node.dyn.takes("GET", path):
             return False
         low = path.lower()
-        if low.startswith(node.facts.session_collection.lower()) or "/taskmonitors/" in low or low.endswith(
-            "/entries"
-        ):
+        if low.startswith(node.facts.session_collection.lower()) or "/taskmonitors/" in low:
             return False
         headers = self._headers
-        if url not in _OPEN:
+        if query or raw_path not in _OPEN:
             token = headers.get(b"x-auth-token")
             if token is not None:
                 if node.session_by_token(token.decode("latin-1")) is None:
@@ -149,10 +158,22 @@ class FastProtocol(asyncio.Protocol):
     def _answer(self, method: bytes, url: bytes, headers: dict[bytes, bytes]) -> bytes:
         node = self._node
         assert node is not None
-        path = url.decode("latin-1")
+        raw_path, _, query = url.partition(b"?")
+        path = raw_path.decode("latin-1")
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         canon = node.resolve(path)
+        if canon is not None and (query or _ENTRIES.search(canon)):
+            handler = self._fleet.handler
+            assert handler is not None
+            got = handler.answer_get(node, path, query.decode("latin-1"))
+            if not isinstance(got, tuple):
+                return self._other(got, method)
+            body, ctype, canon = got
+            is_json = ctype == JSON_TYPE
+            etag = node.etag(canon).encode() if is_json else None
+            allow = node.allow(canon).encode() if is_json else None
+            return self._response(b"200 OK", body, ctype.encode(), etag, method, allow)
         out = node.render_bytes(canon) if canon is not None else None
         if out is None:
             body = orjson.dumps(error_body("ResourceMissingAtURI", path))
@@ -173,6 +194,23 @@ class FastProtocol(asyncio.Protocol):
             head += [b"\r\nETag: ", etag]
         if allow is not None:
             head += [b"\r\nAllow: ", allow]
+        if self._close_after:
+            head.append(b"\r\nConnection: close")
+        head.append(b"\r\n\r\n")
+        if method != b"HEAD":
+            head.append(body)
+        return b"".join(head)
+
+    def _other(self, resp: web.StreamResponse, method: bytes) -> bytes:
+        """A response the shared GET code built for aiohttp (an error: 400 for a bad query, 404), as bytes."""
+        body = resp.body if isinstance(resp, web.Response) else b""
+        if not isinstance(body, bytes):
+            body = b""
+        head = [f"HTTP/1.1 {resp.status} {resp.reason}".encode()]
+        for name, value in resp.headers.items():
+            if name.lower() not in ("content-length", "date", "connection"):
+                head += [b"\r\n", name.encode("latin-1"), b": ", value.encode("latin-1")]
+        head += [b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\nDate: ", _date()]
         if self._close_after:
             head.append(b"\r\nConnection: close")
         head.append(b"\r\n\r\n")

@@ -143,12 +143,16 @@ class SimFleet:
         self._listeners: dict[int, socket.socket] = {}
         self.port = config.port
         self.started_at = time.monotonic()
+        # while a response is rendered, every simulated clock reads this one instant (see SimNode.now): a Sensors
+        # collection expanded in one GET is one snapshot, and the telemetry model computes each driver once
+        self.instant: float | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment,unused-ignore]
         self.certs = CertStore(config.cache_dir, config.seed)
         self.dynamics: FleetDynamics | None = None
         self.control_url: str | None = None
         self._control_runner: web.AppRunner | None = None
         self._server: web.Server | None = None
+        self.handler: RedfishHandler | None = None
         import base64
 
         self.basic_header = b"Basic " + base64.b64encode(f"{config.user}:{config.password}".encode())
@@ -410,7 +414,8 @@ class SimFleet:
         self.loop = asyncio.get_running_loop()
         self.started_at = time.monotonic()
         self._build_nodes()
-        self._server = web.Server(RedfishHandler(self), access_log=None)
+        self.handler = RedfishHandler(self)
+        self._server = web.Server(self.handler, access_log=None)
         self.dynamics = load_fleet_dynamics(self)
         for n in self._nodes:
             n.dyn = self.dynamics.node_dynamics(n)

@@ -150,8 +150,12 @@ class SimNode:
         return seconds / self.fleet.config.time_scale
 
     def now(self) -> float:
-        """Simulated seconds since the fleet started."""
-        return (time.monotonic() - self.fleet.started_at) * self.fleet.config.time_scale
+        """Simulated seconds since the fleet started (the instant of the response being rendered, if any)."""
+        fleet = self.fleet
+        t = fleet.instant
+        if t is not None:
+            return t
+        return (time.monotonic() - fleet.started_at) * fleet.config.time_scale
 
     def call_later(self, seconds: float, fn: Any, *args: Any) -> asyncio.TimerHandle:
         handle = self.fleet.loop.call_later(self.scaled(seconds), fn, *args)

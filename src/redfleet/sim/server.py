@@ -146,6 +146,27 @@ class RedfishHandler:
         return h
 
     def get(self, node: SimNode, path: str, query: str, head: bool = False) -> web.StreamResponse:
+        out = self.answer_get(node, path, query)
+        if isinstance(out, web.StreamResponse):
+            return out
+        body, ctype, canon = out
+        return web.Response(body=None if head else body, headers=self._headers(node, canon, ctype))
+
+    def answer_get(self, node: SimNode, path: str, query: str) -> tuple[bytes, str, str] | web.StreamResponse:
+        """A GET of ``path`` with ``query``: (body, content type, canonical path) for a 200, else the response.
+
+        Shared by the aiohttp handler and the fast path (fastpath.py), so both send the same bytes. The whole
+        response is rendered at one simulated instant (``SimFleet.instant``)."""
+        fleet = self.fleet
+        if fleet.instant is not None:
+            return self._answer_get(node, path, query)
+        fleet.instant = node.now()
+        try:
+            return self._answer_get(node, path, query)
+        finally:
+            fleet.instant = None
+
+    def _answer_get(self, node: SimNode, path: str, query: str) -> tuple[bytes, str, str] | web.StreamResponse:
         tpl = node.template
         m = _MONITOR.match(path)
         if m:
@@ -153,7 +174,7 @@ class RedfishHandler:
         sess = node.session_by_path(path) if path.lower().startswith(node.facts.session_collection.lower() + "/") \
             else None
         if sess is not None:
-            return self._json(node, sess.path, node.session_doc(sess), head=head)
+            return self._json(node, sess.path, node.session_doc(sess))
         canon = node.resolve(path)
         if canon is None or not node.visible(canon):
             return error_response(404, "ResourceMissingAtURI", path)
@@ -161,12 +182,11 @@ class RedfishHandler:
             out = node.render_bytes(canon)
             if out is None:
                 return error_response(404, "ResourceMissingAtURI", path)
-            body, ctype = out
-            return web.Response(body=None if head else body, headers=self._headers(node, canon, ctype))
+            return out[0], out[1], canon
         params = dict(parse_qsl(query, keep_blank_values=True))
         res = tpl.resources.get(canon)
         if res is not None and res.ctype != JSON_TYPE:
-            return web.Response(body=None if head else res.body, headers=self._headers(node, canon, res.ctype))
+            return res.body, res.ctype, canon
         doc = node.render_doc(canon)
         if doc is None:
             return error_response(404, "ResourceMissingAtURI", path)
@@ -196,10 +216,9 @@ class RedfishHandler:
                 return error_response(400, "QueryNotSupported")
             keep = {s.strip().split("/")[0] for s in select.split(",") if s.strip()}
             doc = {k: v for k, v in doc.items() if k in keep or k.startswith("@odata.")}
-        return self._json(node, canon, doc, head=head, idents=seen)
+        return self._json_body(node, canon, doc, seen), JSON_TYPE, canon
 
-    def _json(self, node: SimNode, path: str, doc: Doc, status: int = 200, head: bool = False,
-              extra: dict[str, str] | None = None, idents: set[str] | None = None) -> web.Response:
+    def _json_body(self, node: SimNode, path: str, doc: Doc, idents: set[str] | None = None) -> bytes:
         body = orjson.dumps(doc)
         res = node.template.resources.get(path)
         found = set(res.idents) if res is not None else set()
@@ -207,6 +226,11 @@ class RedfishHandler:
             found |= idents
         if found:
             body = node.apply_identity(body, tuple(sorted(found, key=len, reverse=True)))
+        return body
+
+    def _json(self, node: SimNode, path: str, doc: Doc, status: int = 200, head: bool = False,
+              extra: dict[str, str] | None = None, idents: set[str] | None = None) -> web.Response:
+        body = self._json_body(node, path, doc, idents)
         h = self._headers(node, path, JSON_TYPE)
         if extra:
             h.update(extra)
