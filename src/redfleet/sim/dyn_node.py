@@ -18,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from redfleet.sim.dyn_index import FlavorIndex, GpuInfo
+from redfleet.sim.dyn_live import LiveSensor, compile_sensor
 from redfleet.sim.dyn_messages import Part, fault_writes, hgx_xid_write, power_message
 from redfleet.sim.faults import CATALOG, Fault, parse_duration, xid_info, xid_line
 from redfleet.sim.hooks import FleetDynamics, NodeDynamics
@@ -124,6 +125,14 @@ class FlavorDyn:
             if member < 0:
                 self.fan_member[uri] = i
         self.gpu_tokens = [g.token for g in self.ix.gpus]
+        # Sensor documents compiled for dyn_live (on first read; None: not compilable)
+        self.live: dict[str, LiveSensor | None] = {}
+
+    def live_sensor(self, path: str) -> LiveSensor | None:
+        if path in self.live:
+            return self.live[path]
+        compiled = self.live[path] = compile_sensor(self.facts.template.doc(path))
+        return compiled
 
     def part_count(self, target: str) -> int:
         ix = self.ix
@@ -338,6 +347,21 @@ class NodeDyn(NodeDynamics):
         except Exception:  # never let a modelling bug break a GET
             log.exception("overlay of %s on %s failed", path, self.node.name)
             return doc
+
+    def live_bytes(self, path: str) -> bytes | None:
+        if self.flv.handlers.get(path) != "Sensor" or self.faults:
+            return None
+        t = self.now()
+        c = self.conditions(t)
+        if c is not ON:
+            return None  # booting, off or faulty: the overlay says what changes
+        live = self.flv.live_sensor(path)
+        if live is None:
+            return None
+        try:
+            return live.render(self, path, t, c)
+        except Exception:  # never let a modelling bug break a GET: the overlay path logs it
+            return None
 
     def takes(self, method: str, path: str) -> bool:
         hub = self.fd.events

@@ -39,6 +39,12 @@ class NodeDynamics:
         Return the doc (the same object, mutated, or a new one), or None to answer 404 as if it were absent."""
         return doc
 
+    def live_bytes(self, path: str) -> bytes | None:
+        """The served bytes of a watched template resource that nothing on this node changed (no patch), before
+        per-node identity: what ``orjson.dumps(overlay(path, doc))`` would give, computed more cheaply. None when
+        only :meth:`overlay` can say (the core then renders the document)."""
+        return None
+
     def hidden(self, path: str) -> bool:
         """True hides the resource: GET answers 404 and collections drop it from Members (a GPU fallen off the bus).
 

@@ -289,6 +289,10 @@ class SimNode:
             return body, res.ctype
         if res is not None and res.ctype != JSON_TYPE:
             return res.body, res.ctype
+        if res is not None and path not in self.patches and path not in self.created:
+            live = self.dyn.live_bytes(path)
+            if live is not None:
+                return (self.apply_identity(live, res.idents) if res.idents else live), JSON_TYPE
         doc = self.render_doc(path)
         if doc is None:
             return None

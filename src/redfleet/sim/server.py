@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from aiohttp import web
 
+from redfleet.sim import expand as expand_fast
 from redfleet.sim.errors import JSON_HEADERS, error_response
 from redfleet.sim.node import Replace
 from redfleet.sim.template import JSON_TYPE
@@ -42,6 +43,8 @@ class RedfishHandler:
         self.fleet = fleet
         self.rng = random.Random(fleet.config.seed)
         self.latency = fleet.latency
+        # expand.py's collection shells, by (template, collection); None: that collection goes the generic way
+        self._shells: dict[tuple[int, str], expand_fast.Shell | None] = {}
 
     # ---- entry ---------------------------------------------------------------------------------------------
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -187,6 +190,10 @@ class RedfishHandler:
         res = tpl.resources.get(canon)
         if res is not None and res.ctype != JSON_TYPE:
             return res.body, res.ctype, canon
+        if res is not None and len(params) == 1 and "$expand" in params and res.is_collection:
+            body = self._leaf_expand(node, canon, params["$expand"])
+            if body is not None:
+                return body, JSON_TYPE, canon
         doc = node.render_doc(canon)
         if doc is None:
             return error_response(404, "ResourceMissingAtURI", path)
@@ -218,8 +225,26 @@ class RedfishHandler:
             doc = {k: v for k, v in doc.items() if k in keep or k.startswith("@odata.")}
         return self._json_body(node, canon, doc, seen), JSON_TYPE, canon
 
+    def _leaf_expand(self, node: SimNode, canon: str, expand: str) -> bytes | None:
+        """The bytes of a one-level $expand of a collection of leaves, when expand.py can make them (else None)."""
+        if not expand_fast.one_level(node, expand) or not expand_fast.can_use(node, canon) or _ENTRIES.search(canon):
+            return None
+        key = (id(node.template), canon)
+        if key in self._shells:
+            shell = self._shells[key]
+        else:
+            shell = self._shells[key] = expand_fast.compile_shell(node.template, canon)
+        if shell is None:
+            return None
+        body = expand_fast.render(node, shell, canon)
+        if body is None:
+            return None
+        return self._identity(node, canon, body, None)
+
     def _json_body(self, node: SimNode, path: str, doc: Doc, idents: set[str] | None = None) -> bytes:
-        body = orjson.dumps(doc)
+        return self._identity(node, path, orjson.dumps(doc), idents)
+
+    def _identity(self, node: SimNode, path: str, body: bytes, idents: set[str] | None) -> bytes:
         res = node.template.resources.get(path)
         found = set(res.idents) if res is not None else set()
         if idents:

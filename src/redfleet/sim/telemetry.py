@@ -204,12 +204,16 @@ ON = Conditions()
 _REF_LOAD = 0.1
 _REF_INLET = 22.0
 _OFF_TAU = 240.0  # seconds for temperatures to settle after power-off
+# (base, span) over inlet of each modelled temperature, at the reference state
+_HEAT_BASE = {"exhaust": (9.0, 20.0), "cpu_temp": (14.0, 38.0), "dimm_temp": (9.0, 14.0),
+              "board_temp": (10.0, 12.0), "psu_temp": (10.0, 12.0), "drive_temp": (10.0, 12.0),
+              "gpu_temp": (8.0, 48.0), "gpu_mem_temp": (12.0, 50.0)}
 
 
 class NodeModel:
     """Readings of one node. Holds two integers; everything else is computed."""
 
-    __slots__ = ("_mc", "_mi", "_ml", "_mt", "_mu", "node", "seed")
+    __slots__ = ("_mc", "_mi", "_ml", "_mr", "_mt", "_mu", "node", "seed")
 
     def __init__(self, seed: int, node_name: str) -> None:
         self.seed = seed & _M64
@@ -221,6 +225,8 @@ class NodeModel:
         self._ml: float = 0.0
         self._mi: float = 0.0
         self._mu: dict[int, float] | None = None
+        # modelled values of that instant, by (kind, gpu, index): a GPU's sensors share one temperature model
+        self._mr: dict[tuple[str, int | None, int], float | None] = {}
 
     def _at(self, t: float, c: Conditions) -> None:
         if self._mt == t and self._mc is c:
@@ -228,6 +234,8 @@ class NodeModel:
         self._mt = t
         self._mc = c
         self._mu = None
+        if self._mr:
+            self._mr = {}
         if not c.powered or c.hung:
             self._ml = 0.0
         else:
@@ -310,6 +318,14 @@ class NodeModel:
 
     def fan_ratio(self, t: float, c: Conditions = ON, fan: int = 0) -> float:
         """Fan speed relative to the reference state (1.0 = as captured)."""
+        self._at(t, c)
+        key = ("~fan", None, fan)
+        hit = self._mr.get(key)
+        if hit is None:
+            hit = self._mr[key] = self._fan_ratio(t, c, fan)
+        return hit
+
+    def _fan_ratio(self, t: float, c: Conditions, fan: int) -> float:
         if not c.powered:
             return 0.0
         if fan in c.failed_fans:
@@ -323,6 +339,13 @@ class NodeModel:
 
     def power_ratio(self, t: float, c: Conditions = ON) -> float:
         """Whole-node power relative to the reference state."""
+        self._at(t, c)
+        hit = self._mr.get(("~power", None, 0))
+        if hit is None:
+            hit = self._mr[("~power", None, 0)] = self._power_ratio(t, c)
+        return hit
+
+    def _power_ratio(self, t: float, c: Conditions) -> float:
         if not c.powered:
             return 0.03  # standby: BMC, fans off
         lv = self.load(t, c)
@@ -361,6 +384,15 @@ class NodeModel:
 
     def reading(self, kind: str, t: float, c: Conditions = ON, gpu: int | None = None, index: int = 0) -> float | None:
         """The modelled absolute value of a kind of reading (temperatures in °C), or None when not modelled."""
+        self._at(t, c)
+        key = (kind, gpu, index)
+        memo = self._mr
+        if key in memo:
+            return memo[key]
+        value = memo[key] = self._reading(kind, t, c, gpu, index)
+        return value
+
+    def _reading(self, kind: str, t: float, c: Conditions, gpu: int | None, index: int) -> float | None:
         if kind == "inlet":
             return self.inlet(t, c)
         if kind == "exhaust":
@@ -385,9 +417,7 @@ class NodeModel:
         """The model's value of a kind at the reference state (what a captured reading is taken to represent)."""
         if kind == "inlet":
             return _REF_INLET
-        base = {"exhaust": (9.0, 20.0), "cpu_temp": (14.0, 38.0), "dimm_temp": (9.0, 14.0),
-                "board_temp": (10.0, 12.0), "psu_temp": (10.0, 12.0), "drive_temp": (10.0, 12.0),
-                "gpu_temp": (8.0, 48.0), "gpu_mem_temp": (12.0, 50.0)}.get(kind)
+        base = _HEAT_BASE.get(kind)
         if base is None:
             return None
         return _REF_INLET + base[0] + base[1] * _REF_LOAD

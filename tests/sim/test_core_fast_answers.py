@@ -1,0 +1,196 @@
+"""The cheap ways of answering a GET give the bytes the generic ones give, for the same state and instant.
+
+- dyn_live.py: a healthy node's Sensor documents, compiled, against dyn_overlay.sensor on the parsed document;
+- expand.py: a one-level $expand of a collection of leaves, against RedfishHandler._expand_into;
+- fastpath.py: the httptools fast path (now also answering query options), against the aiohttp handler;
+and faults, time and the open-files limit still behave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import resource
+from typing import Any
+
+import pytest
+
+from redfleet.sim import SimConfig, SimFleet
+from redfleet.sim import expand as expand_fast
+from redfleet.sim import fleet as fleet_mod
+from redfleet.sim.dyn_node import NodeDyn
+from redfleet.sim.template import JSON_TYPE
+
+pytestmark = pytest.mark.usefixtures("mockups")
+
+MIX = {"dell": 1, "hpe": 1, "supermicro": 1, "dgx": 1, "ami": 1, "openbmc": 1}
+INSTANTS = (1234.5, 86_400.0 * 3 + 17.25)
+AUTH_LINE = b"Authorization: Basic " + base64.b64encode(b"root:calvin") + b"\r\n"
+
+
+def _config(tmp_path: Any, base: str, **kw: Any) -> SimConfig:
+    return SimConfig(mix=dict(MIX), port=0, http=True, base_address=base, cache_dir=tmp_path, seed=7, **kw)
+
+
+def _sensor_paths(node: Any) -> list[str]:
+    return [p for p, kind in node.dyn.flv.handlers.items() if kind == "Sensor"]
+
+
+async def test_live_sensor_bytes_are_the_overlays(tmp_path, monkeypatch):
+    async with SimFleet(_config(tmp_path, "127.11.230.1")) as fleet:
+        compared = live_used = 0
+        for t in INSTANTS:
+            fleet.instant = t
+            for info in fleet.nodes:
+                node = fleet.node(info.name)
+                for path in _sensor_paths(node):
+                    live_used += node.dyn.live_bytes(path) is not None
+                    fast = node.render_bytes(path)
+                    with monkeypatch.context() as m:
+                        m.setattr(NodeDyn, "live_bytes", lambda self, p: None)
+                        slow = node.render_bytes(path)
+                    assert fast == slow, (info.flavor, path, t)
+                    compared += 1
+        fleet.instant = None
+    assert compared > 1000  # dgx alone has ~500 sensors
+    assert live_used >= compared * 0.9  # the compiled form is what serves them
+
+
+async def test_live_sensor_steps_aside_for_a_fault(tmp_path):
+    async with SimFleet(_config(tmp_path, "127.11.231.1")) as fleet:
+        name = next(n.name for n in fleet.nodes if n.flavor == "dgx")
+        node = fleet.node(name)
+        path = next(p for p in _sensor_paths(node) if node.dyn.live_bytes(p) is not None)
+        fleet.dynamics.inject(name, "gpu-overtemp", target=0)
+        assert node.dyn.live_bytes(path) is None  # the overlay answers while the node has a fault
+        fleet.dynamics.clear(name)
+        assert node.dyn.live_bytes(path) is not None
+
+
+async def test_leaf_expand_is_the_generic_expand(tmp_path, monkeypatch):
+    async with SimFleet(_config(tmp_path, "127.11.232.1")) as fleet:
+        handler = fleet.handler
+        assert handler is not None
+        compared = shells = wall_clock = 0
+        for t in INSTANTS:
+            fleet.instant = t
+            for info in fleet.nodes:
+                node = fleet.node(info.name)
+                for path, res in node.template.resources.items():
+                    if not res.is_collection or res.ctype != JSON_TYPE:
+                        continue
+                    for query in ("$expand=.($levels=1)", "$expand=*", "$expand=."):
+                        fast = handler.answer_get(node, path, query)
+                        with monkeypatch.context() as m:
+                            m.setattr(expand_fast, "compile_shell", lambda tpl, canon: None)
+                            m.setattr(handler, "_shells", {})
+                            slow = handler.answer_get(node, path, query)
+                            again = handler.answer_get(node, path, query)
+                        if isinstance(slow, tuple) and isinstance(again, tuple) and slow[0] != again[0]:
+                            wall_clock += 1  # MetricReport timestamps follow the wall clock: not comparable
+                            continue
+                        if isinstance(slow, tuple):
+                            assert isinstance(fast, tuple) and fast[0] == slow[0], (info.flavor, path, query, t)
+                        else:  # the same error either way
+                            assert not isinstance(fast, tuple) and fast.status == slow.status
+                        compared += 1
+        shells = sum(1 for s in handler._shells.values() if s is not None)
+        fleet.instant = None
+    assert compared > 500
+    assert shells > 50
+    assert wall_clock < compared / 50
+
+
+async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: str) -> tuple[int, dict, bytes]:
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: x\r\n".encode() + AUTH_LINE + b"\r\n")
+    status = int((await reader.readline()).split()[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+async def test_fast_path_answers_as_aiohttp_does(tmp_path):
+    urls = {
+        "dell": ["/redfish/v1/Systems/System.Embedded.1", "/redfish/v1/Chassis/System.Embedded.1/Thermal",
+                 "/redfish/v1/Chassis/System.Embedded.1/Sensors?$expand=.($levels=1)",
+                 "/redfish/v1/Systems/System.Embedded.1/Memory?$expand=.($levels=1)",
+                 "/redfish/v1/Systems?$expand=*", "/redfish/v1/Systems/System.Embedded.1?$select=PowerState,Status",
+                 "/redfish/v1/Managers/iDRAC.Embedded.1/LogServices/Sel/Entries?$top=2&$skip=1",
+                 "/redfish/v1/Chassis?$expand=.($levels=9)", "/redfish/v1/Chassis?$expand=bogus"],
+        "dgx": ["/redfish/v1/Chassis/HGX_GPU_SXM_1/Sensors?$expand=.($levels=1)",
+                "/redfish/v1/Chassis/DGX/Sensors?%24expand=.(%24levels%3D1)",
+                "/redfish/v1/Systems/HGX_Baseboard_0/Processors?$expand=.($levels=2)",
+                "/redfish/v1/Systems/HGX_Baseboard_0/Processors/GPU_SXM_1"],
+        "openbmc": ["/redfish/v1/Chassis/chassis/Thermal", "/redfish/v1/Chassis?$expand=.",
+                    "/redfish/v1/Systems/system/LogServices/EventLog/Entries"],
+    }
+    async with SimFleet(_config(tmp_path, "127.11.233.1")) as fleet:
+        fleet.instant = 4321.0  # one instant for both paths
+        checked = 0
+        for info in fleet.nodes:
+            for url in urls.get(info.flavor, []):
+                answers = []
+                for fast in (True, False):
+                    fleet.config.fast_path = fast  # read when a connection is accepted
+                    reader, writer = await asyncio.open_connection(info.address, fleet.port)
+                    answers.append(await _raw_get(reader, writer, url))
+                    answers.append(await _raw_get(reader, writer, url))  # again, on the same connection
+                    writer.close()
+                (s1, h1, b1), (s1b, _h, b1b), (s2, h2, b2), _again = answers
+                assert s1 == s2 and b1 == b2, (info.flavor, url)
+                assert s1b == s1 and b1b == b1
+                for key in ("content-type", "etag", "allow", "odata-version", "cache-control"):
+                    assert h1.get(key) == h2.get(key), (info.flavor, url, key)
+                checked += s1 == 200
+        fleet.instant = None
+    assert checked >= 12
+
+
+async def test_fast_path_query_shows_a_fault_at_once_and_time_moves(tmp_path):
+    async with SimFleet(_config(tmp_path, "127.11.234.1")) as fleet:
+        info = next(n for n in fleet.nodes if n.flavor == "dgx")
+        url = "/redfish/v1/Chassis/HGX_GPU_SXM_1/Sensors?$expand=.($levels=1)"
+        reader, writer = await asyncio.open_connection(info.address, fleet.port)
+        fleet.instant = 1000.0
+        _s, _h, before = await _raw_get(reader, writer, url)
+        fleet.instant = 1600.0
+        _s, _h, later = await _raw_get(reader, writer, url)
+        assert later != before  # live readings move with simulated time
+        assert b'"Critical"' not in later
+        fleet.dynamics.inject(info.name, "gpu-overtemp", target=0)
+        _s, _h, hot = await _raw_get(reader, writer, url)
+        assert b'"Critical"' in hot  # the very next response, same connection
+        fleet.dynamics.clear(info.name)
+        _s, _h, cool = await _raw_get(reader, writer, url)
+        assert cool == later
+        fleet.instant = None
+        writer.close()
+
+
+def test_raise_nofile_raises_the_hard_limit_where_allowed(monkeypatch):
+    limits = {"now": (1024, 20_000)}
+    calls: list[tuple[int, int]] = []
+
+    def setrlimit(which: int, value: tuple[int, int]) -> None:
+        calls.append(value)
+        if value[1] > limits["now"][1] and not limits.get("may"):
+            raise ValueError("not allowed to raise maximum limit")
+        limits["now"] = value
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    monkeypatch.setattr(fleet_mod, "_nr_open", lambda: 30_000)
+    assert fleet_mod.raise_nofile(25_000) == 20_000  # not allowed: the soft limit goes up to the hard one
+    assert limits["now"] == (20_000, 20_000)
+    limits["may"] = True
+    assert fleet_mod.raise_nofile(25_000) == 25_000
+    assert limits["now"] == (25_000, 25_000)
+    assert fleet_mod.raise_nofile(50_000) == 30_000  # never past the kernel's nr_open
+    assert fleet_mod.raise_nofile(10_000) == 30_000  # enough already: nothing changes
+    assert calls[-1] == (30_000, 30_000)
