@@ -224,6 +224,7 @@ class RedfishClient:
         self.requests = 0  # requests sent (retries included): for benchmarks and tests
         self.stats: dict[str, int] = {"retries": 0, "relogins": 0}
         self.skipped: list[str] = []  # resources skipped as unreadable (collections, members): for warnings
+        self.sensor_plan: Any = None  # sensors.SensorPlan: what a warm sensor poll reads (kept across forget())
 
     # ------------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -610,12 +611,13 @@ class RedfishClient:
         out: list[dict[str, Any] | None] = []
         pending: list[tuple[int, str]] = []
         seen: set[str] = set()
+        keep = cache and self._cache_enabled
         for item in items:
-            if not isinstance(item, dict):
+            if type(item) is not dict and not isinstance(item, dict):
                 continue
             oid = U.odata_id(item)
             if oid:
-                k = U.key(oid)
+                k = (oid.split("?", 1)[0] if "?" in oid else oid).casefold()  # U.key of a normalized link
                 if k in seen:
                     continue
                 seen.add(k)
@@ -623,7 +625,7 @@ class RedfishClient:
                 pending.append((len(out), oid))
                 out.append(None)
             else:
-                if oid and cache and self._cache_enabled and "#" not in item.get("@odata.id", ""):
+                if oid and keep and "#" not in item.get("@odata.id", ""):
                     self._cache.setdefault(oid.casefold(), item)
                 out.append(item)
         if pending:
@@ -842,7 +844,10 @@ def _mentions_etag(body: bytes) -> bool:
 
 
 def _is_bare_link(item: dict[str, Any]) -> bool:
-    return all(k.startswith("@odata") for k in item)
+    for k in item:  # a plain loop: this runs once per collection member (hundreds per sensor poll)
+        if not k.startswith("@odata"):
+            return False
+    return True
 
 
 def _resolve_fragment(doc: dict[str, Any], frag: str | None) -> dict[str, Any]:

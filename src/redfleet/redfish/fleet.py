@@ -14,8 +14,10 @@ certificate, malformed answer...) gets its classified error; the rest of the fle
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -74,6 +76,38 @@ def targets_from_fleet(fleet: FleetFile, names: Sequence[str] | None = None) -> 
         if missing:
             raise KeyError(f"not in the fleet file: {', '.join(sorted(missing))}")
     return out
+
+
+#: Young-generation size (objects) while a fleet operation runs; see :func:`fewer_gc_passes`.
+GC_GEN0_DURING_FLEET_OPS = 100_000
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def fewer_gc_passes(gen0: int | None = None) -> Iterator[None]:
+    """Collect the young generation every ``gen0`` net allocations instead of CPython's 700 while inside.
+
+    A fleet-wide read allocates several containers per sensor or resource (parsed JSON, readings) and keeps the
+    results until it returns: with the default threshold every reading is scanned by thousands of young and dozens
+    of full collections per poll, which measured about half of the client's CPU on a 600-BMC warm poll. Nothing is
+    disabled (reference counting frees the parsed documents as before; cycles wait a little longer). The threshold
+    is process-wide, so it is restored when the last fleet operation that raised it ends."""
+    global _gc_users, _gc_saved
+    gen0 = GC_GEN0_DURING_FLEET_OPS if gen0 is None else gen0
+    if _gc_users == 0:
+        current = gc.get_threshold()
+        if current[0] and current[0] < gen0:
+            _gc_saved = current
+            gc.set_threshold(gen0, current[1], current[2])
+    _gc_users += 1
+    try:
+        yield
+    finally:
+        _gc_users -= 1
+        if _gc_users == 0 and _gc_saved is not None:
+            gc.set_threshold(*_gc_saved)
+            _gc_saved = None
 
 
 @dataclass
@@ -135,7 +169,8 @@ async def run_fleet(
             on_result(res)
         return res
 
-    return list(await asyncio.gather(*(one(t) for t in targets)))
+    with fewer_gc_passes():
+        return list(await asyncio.gather(*(one(t) for t in targets)))
 
 
 class FleetPoller:
@@ -184,7 +219,8 @@ class FleetPoller:
                 self.clients[t.name] = c
                 self.open_errors.pop(t.name, None)
 
-        await asyncio.gather(*(one(t) for t in self.targets if t.name not in self.clients))
+        with fewer_gc_passes():
+            await asyncio.gather(*(one(t) for t in self.targets if t.name not in self.clients))
 
     async def __aenter__(self) -> FleetPoller:
         await self.open()
@@ -215,7 +251,8 @@ class FleetPoller:
                 except Exception as exc:
                     return NodeResult(t.name, t.url, False, None, exc, time.monotonic() - t0)
 
-        return list(await asyncio.gather(*(one(t) for t in self.targets)))
+        with fewer_gc_passes():
+            return list(await asyncio.gather(*(one(t) for t in self.targets)))
 
 
 # ---- several worker processes ------------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""Warm sensor polls: after a full read the client sends only the reads that gave readings, and reads everything
+again when the plan stops fitting (a planned read fails, the chassis list changes, the plan is old)."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+from rf_helpers import MOCKUPS, next_address
+
+from redfleet.paths import mockups_dir
+from redfleet.redfish import RedfishClient, read_sensors
+from redfleet.redfish import sensors as sensors_mod
+from redfleet.redfish import uri as U
+from redfleet.redfish.fleet import fewer_gc_passes
+from redfleet.redfish.testing import MockupBMC
+
+pytestmark = pytest.mark.skipif(not MOCKUPS, reason="no mockups in ../shared/redfish/mockups")
+
+
+def _gets(bmc: MockupBMC, since: int) -> list[str]:
+    return [p for m, p in bmc.requests[since:] if m == "GET"]
+
+
+def _readings(sr: Any) -> list[dict[str, Any]]:
+    return [r.model_dump() for r in sr.readings]
+
+
+def _planned_uris(c: RedfishClient) -> list[str]:
+    plan = c.sensor_plan
+    assert plan is not None
+    return [u for r in plan.reads for u in (r.sensors, r.thermal, r.power) if u]
+
+
+@pytest.mark.parametrize("tree", MOCKUPS)
+async def test_warm_read_repeats_only_the_reads_that_gave_readings(tree: str) -> None:
+    async with MockupBMC(mockups_dir() / tree, address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        n0 = len(bmc.requests)
+        cold = await read_sensors(c)
+        cold_gets = _gets(bmc, n0)
+        n1 = len(bmc.requests)
+        warm = await read_sensors(c)
+        warm_gets = _gets(bmc, n1)
+        planned = _planned_uris(c)
+
+    assert _readings(warm) == _readings(cold)  # a static tree: the very same readings
+    assert (warm.via, warm.warnings) == (cold.via, cold.warnings)
+    # one request per planned resource (and the further pages a collection announces), nothing else: the chassis
+    # list is known
+    firsts = [p for p in warm_gets if "$skip=" not in p]
+    assert len(firsts) == len(planned)
+    assert sorted(U.key(p) for p in firsts) == sorted(U.key(p) for p in planned)
+    assert set(warm_gets) <= set(cold_gets)
+    assert len(warm_gets) <= len(cold_gets) - 1
+    # every planned resource gave readings in the cold read: an empty Sensors collection is not polled
+    sources = {U.key(r.source or "") for r in cold.readings}
+    for uri in planned:
+        assert any(s == U.key(uri) or s.startswith(U.key(uri) + "/") for s in sources), uri
+
+
+async def test_empty_sensors_collection_is_skipped_but_legacy_kept() -> None:
+    if "OpenBMC-stock" not in MOCKUPS:
+        pytest.skip("no OpenBMC capture")
+    async with MockupBMC(mockups_dir() / "OpenBMC-stock", address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        n0 = len(bmc.requests)
+        await read_sensors(c)
+        assert any(p.split("?")[0].endswith("/Sensors") for p in _gets(bmc, n0))
+        n1 = len(bmc.requests)
+        await read_sensors(c)
+        warm = _gets(bmc, n1)
+    assert warm and not any(p.split("?")[0].endswith("/Sensors") for p in warm)
+    assert all(p.endswith(("/Thermal", "/Power")) for p in warm)
+
+
+def _missing(bmc: MockupBMC, path: str, times: int) -> None:
+    """``path`` answers 404 for its next ``times`` reads."""
+    real, left = bmc.doc, [times]
+
+    def doc(p: str) -> dict[str, Any] | None:
+        if U.key(p) == U.key(path) and left[0] > 0:
+            left[0] -= 1
+            return None
+        return real(p)
+
+    bmc.doc = doc  # type: ignore[method-assign]
+
+
+async def test_planned_read_that_fails_reads_everything_again() -> None:
+    async with MockupBMC(mockups_dir() / "hpe", address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        cold = await read_sensors(c)
+        plan = c.sensor_plan
+        thermal = next(r.thermal for r in plan.reads if r.thermal)
+        # the Thermal resource answers 404 once (the planned read): the full read that follows finds it again
+        _missing(bmc, thermal, 1)
+        n0 = len(bmc.requests)
+        again = await read_sensors(c)
+        assert _readings(again) == _readings(cold)
+        assert [p for p in _gets(bmc, n0) if U.key(p) == U.key(thermal)] == [thermal, thermal]
+        assert c.sensor_plan is not plan and c.sensor_plan is not None
+
+        # now it is gone for good: the readings of Thermal are missing, and the new plan no longer reads it
+        _missing(bmc, thermal, 10**6)
+        gone = await read_sensors(c)
+        assert not any(r.kind == "temperature" for r in gone.readings)
+        assert any(r.kind == "power" for r in gone.readings)
+        assert c.sensor_plan is not None and not any(r.thermal for r in c.sensor_plan.reads)
+        n1 = len(bmc.requests)
+        await read_sensors(c)
+        assert not [p for p in _gets(bmc, n1) if U.key(p) == U.key(thermal)]
+
+
+async def test_changed_chassis_list_reads_everything_again() -> None:
+    tree = "nvidia_viking"
+    if tree not in MOCKUPS:
+        pytest.skip("no DGX capture")
+    async with MockupBMC(mockups_dir() / tree, address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        cold = await read_sensors(c)
+        coll = c.caps.services["Chassis"]
+        members = (bmc.doc(coll) or {})["Members"]
+        keep = [m for m in members if m["@odata.id"].endswith(("/HGX_GPU_SXM_1", "/HGX_GPU_SXM_2"))]
+        assert len(keep) == 2
+        bmc.overlay[U.key(coll)] = {"Members": keep, "Members@odata.count": 2}
+
+        # the client still knows the old list: the plan stands
+        n0 = len(bmc.requests)
+        same = await read_sensors(c)
+        assert _readings(same) == _readings(cold)
+        assert not [p for p in _gets(bmc, n0) if U.key(p) == U.key(coll)]
+
+        # forgotten (serve does this before each inventory): the list is read again, differs, the plan is remade
+        c.forget()
+        fewer = await read_sensors(c)
+        assert c.sensor_plan is not None
+        assert [r.chassis for r in c.sensor_plan.reads] == [m["@odata.id"] for m in keep]
+        assert fewer.readings and {(r.source or "").split("/Sensors/")[0] for r in fewer.readings} == \
+            {m["@odata.id"] for m in keep}
+
+
+async def test_old_plan_reads_everything_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with MockupBMC(mockups_dir() / "dell", address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        await read_sensors(c)
+        first = c.sensor_plan
+        monkeypatch.setattr(sensors_mod, "PLAN_TTL_S", 0.0)
+        await read_sensors(c)
+        assert c.sensor_plan is not first and c.sensor_plan is not None
+
+
+async def test_explicit_chassis_list_leaves_the_plan_alone() -> None:
+    async with MockupBMC(mockups_dir() / "dell", address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        await read_sensors(c)
+        plan = c.sensor_plan
+        chassis = plan.reads[0].chassis
+        sr = await read_sensors(c, chassis=[chassis])
+        assert sr.readings and c.sensor_plan is plan
+
+
+def test_fewer_gc_passes_raises_and_restores_the_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with fewer_gc_passes(50_000):
+            assert gc.get_threshold() == (50_000, 10, 10)
+            with fewer_gc_passes(50_000):  # nested / overlapping fleet operations
+                assert gc.get_threshold()[0] == 50_000
+            assert gc.get_threshold()[0] == 50_000
+        assert gc.get_threshold() == (700, 10, 10)
+        with pytest.raises(RuntimeError), fewer_gc_passes(50_000):
+            raise RuntimeError("boom")
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(200_000, 10, 10)  # already larger: left alone
+        with fewer_gc_passes(50_000):
+            assert gc.get_threshold()[0] == 200_000
+        assert gc.get_threshold()[0] == 200_000
+    finally:
+        gc.set_threshold(*before)
