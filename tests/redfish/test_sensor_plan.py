@@ -180,3 +180,24 @@ def test_fewer_gc_passes_raises_and_restores_the_threshold() -> None:
         assert gc.get_threshold()[0] == 200_000
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+async def test_fleet_poller_keeps_sessions_and_connections_as_told(keep: bool) -> None:
+    from redfleet.redfish.fleet import FleetOptions, FleetPoller, NodeTarget
+
+    async with MockupBMC(mockups_dir() / "dell", address=next_address()) as a, \
+            MockupBMC(mockups_dir() / "hpe", address=next_address()) as b:
+        targets = [NodeTarget("a", a.url, "root", "calvin"), NodeTarget("b", b.url, "root", "calvin")]
+        opts = FleetOptions(concurrency=2, tls_mode="insecure", keep_connections=keep)
+        async with FleetPoller(targets, opts) as poller:
+            assert poller.keep_connections is keep
+            first = await poller.poll(read_sensors)
+            idle = [len(c.transport._idle) for c in poller.clients.values()]  # type: ignore[attr-defined]
+            logins = a.sessions_created + b.sessions_created
+            again = await poller.poll(read_sensors)
+            assert a.sessions_created + b.sessions_created == logins == 2  # one session per BMC, reused
+            tokens = [c._token for c in poller.clients.values()]
+        assert all(r.ok for r in first + again) and all(tokens)
+        assert [len(r.value.readings) for r in again] == [len(r.value.readings) for r in first]
+        assert all(n > 0 for n in idle) if keep else idle == [0, 0]

@@ -722,6 +722,12 @@ class RedfishClient:
         for ck in [c for c in self._cache if c == k or c.startswith(k + "?")]:
             self._cache.pop(ck, None)
 
+    def drop_idle_connections(self) -> None:
+        """Close this client's idle keep-alive connections; the session stays (a fleet poller between polls)."""
+        drop = getattr(self.transport, "drop_idle", None)
+        if drop is not None:
+            drop()
+
     def forget(self) -> None:
         """Drop every cached GET (read live values again)."""
         self._cache.clear()

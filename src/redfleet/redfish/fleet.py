@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import resource
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from redfleet.redfish.errors import RedfishError
 from redfleet.redfish.tls import PinStore, TLSPolicy
 
 T = TypeVar("T")
+log = logging.getLogger("redfleet.redfish.fleet")
 
 
 @dataclass
@@ -122,6 +125,34 @@ class FleetOptions:
     retry: RetryPolicy | None = None
     transport: str = "fast"
     auth: str = "auto"
+    # FleetPoller: keep each BMC's keep-alive connections open between polls (None: when the open-file limit,
+    # raised as far as allowed, holds per_bmc connections per BMC; else they are closed after each node's poll)
+    keep_connections: bool | None = None
+
+
+def raise_open_files(need: int) -> int:
+    """Let this process hold ``need`` open files: the soft RLIMIT_NOFILE up to the hard one, and the hard one too
+    up to the kernel's nr_open where the process may raise it (root with CAP_SYS_RESOURCE). Returns the soft limit
+    now in force (maybe still below ``need``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return need if soft == resource.RLIM_INFINITY else soft
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                ceiling = min(need, int(f.read().split()[0]))
+        except (OSError, ValueError, IndexError):
+            ceiling = need
+        if ceiling > hard:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
+                return ceiling
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
 
 
 async def run_fleet(
@@ -181,9 +212,11 @@ class FleetPoller:
     ```python
     async with FleetPoller(targets, options) as poller:
         first = await poller.poll(read_sensors)
-        again = await poller.poll(read_sensors)      # one request per sensor collection per BMC
+        again = await poller.poll(read_sensors)      # only the reads that gave readings (sensors.SensorPlan)
     ```
     Nodes that cannot be opened get their error in every poll's results; ``reopen=True`` tries them again.
+    Where the open-file limit cannot hold every BMC's connections between polls (``keep_connections``), each
+    node's connections are closed after its poll and reopened by the next one; sessions are kept either way.
     """
 
     def __init__(self, targets: Sequence[NodeTarget], options: FleetOptions | None = None) -> None:
@@ -192,6 +225,24 @@ class FleetPoller:
         self.clients: dict[str, RedfishClient] = {}
         self.open_errors: dict[str, BaseException] = {}
         self._global = asyncio.Semaphore(max(1, self.options.global_requests))
+        self.keep_connections = self._decide_keep_connections()
+
+    def _decide_keep_connections(self) -> bool:
+        o = self.options
+        # what idle pools hold, plus what the BMCs being worked on open, plus a margin for everything else
+        need = len(self.targets) * max(1, o.per_bmc) + max(1, o.concurrency) * max(1, o.per_bmc) + 1024
+        allowed = raise_open_files(need)
+        if o.keep_connections is not None:
+            return o.keep_connections
+        if allowed < need:
+            log.warning("open files: %d allowed, %d needed to keep %d connections per BMC open between polls; "
+                        "they are closed after each poll instead (sessions stay)", allowed, need, o.per_bmc)
+            return False
+        return True
+
+    def _after_node(self, c: RedfishClient) -> None:
+        if not self.keep_connections:
+            c.drop_idle_connections()
 
     def _client(self, t: NodeTarget) -> RedfishClient:
         o = self.options
@@ -218,6 +269,7 @@ class FleetPoller:
                     return
                 self.clients[t.name] = c
                 self.open_errors.pop(t.name, None)
+                self._after_node(c)
 
         with fewer_gc_passes():
             await asyncio.gather(*(one(t) for t in self.targets if t.name not in self.clients))
@@ -250,6 +302,8 @@ class FleetPoller:
                     raise
                 except Exception as exc:
                     return NodeResult(t.name, t.url, False, None, exc, time.monotonic() - t0)
+                finally:
+                    self._after_node(c)
 
         with fewer_gc_passes():
             return list(await asyncio.gather(*(one(t) for t in self.targets)))

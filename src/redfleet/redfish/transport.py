@@ -372,6 +372,14 @@ class FastTransport:
                 return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def drop_idle(self) -> None:
+        """Close the idle keep-alive connections (the pool opens new ones on demand)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                conn._close()
+            self._open -= 1
+
     async def close(self) -> None:
         self._closed = True
         while self._idle:
