@@ -18,7 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from redfleet.sim.dyn_index import FlavorIndex, GpuInfo
-from redfleet.sim.dyn_live import LiveSensor, compile_sensor
+from redfleet.sim.dyn_live import LIVE_KINDS, compile_live
 from redfleet.sim.dyn_messages import Part, fault_writes, hgx_xid_write, power_message
 from redfleet.sim.faults import CATALOG, Fault, parse_duration, xid_info, xid_line
 from redfleet.sim.hooks import FleetDynamics, NodeDynamics
@@ -125,13 +125,13 @@ class FlavorDyn:
             if member < 0:
                 self.fan_member[uri] = i
         self.gpu_tokens = [g.token for g in self.ix.gpus]
-        # Sensor documents compiled for dyn_live (on first read; None: not compilable)
-        self.live: dict[str, LiveSensor | None] = {}
+        # documents compiled for dyn_live (on first read; None: not compilable)
+        self.live: dict[str, Any] = {}
 
-    def live_sensor(self, path: str) -> LiveSensor | None:
+    def live_doc(self, path: str, kind: str) -> Any:
         if path in self.live:
             return self.live[path]
-        compiled = self.live[path] = compile_sensor(self.facts.template.doc(path))
+        compiled = self.live[path] = compile_live(kind, path, self.facts.template.doc(path))
         return compiled
 
     def part_count(self, target: str) -> int:
@@ -349,13 +349,14 @@ class NodeDyn(NodeDynamics):
             return doc
 
     def live_bytes(self, path: str) -> bytes | None:
-        if self.flv.handlers.get(path) != "Sensor" or self.faults:
+        kind = self.flv.handlers.get(path)
+        if kind not in LIVE_KINDS or self.faults:
             return None
         t = self.now()
         c = self.conditions(t)
         if c is not ON:
             return None  # booting, off or faulty: the overlay says what changes
-        live = self.flv.live_sensor(path)
+        live = self.flv.live_doc(path, kind)
         if live is None:
             return None
         try:

@@ -107,6 +107,7 @@ class SimNode:
     ) -> None:
         self.fleet = fleet
         self.index = index
+        self._etag_crc = zlib.crc32(f"{fleet.config.seed}:{index}:".encode())
         self.name = name
         self.address = address
         self.host_address = host_address
@@ -188,7 +189,8 @@ class SimNode:
     # ---- documents -----------------------------------------------------------------------------------------
     def etag(self, path: str) -> str:
         v = self.versions.get(path, 0)
-        crc = zlib.crc32(f"{self.fleet.config.seed}:{self.index}:{path}:{v}".encode())
+        # = crc32 of f"{seed}:{index}:{path}:{v}", its node part computed once
+        crc = zlib.crc32(f"{path}:{v}".encode(), self._etag_crc)
         return f'W/"{crc:08x}"'
 
     def allow(self, path: str) -> str:

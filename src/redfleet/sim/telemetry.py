@@ -48,8 +48,11 @@ def smooth_noise(seed: int, key: int, t: float, period: float) -> float:
     x = t / period
     i = math.floor(x)
     f = x - i
-    a = u01(seed, key, i) * 2.0 - 1.0
-    b = u01(seed, key, i + 1) * 2.0 - 1.0
+    # u01(seed, key, i) and u01(seed, key, i + 1), sharing the hash of (seed, key): the hottest code of a Sensors
+    # read (every GPU, fan and voltage has its own noise)
+    h = mix(mix(seed & _M64) ^ (key & _M64))
+    a = mix(h ^ (i & _M64)) * _INV64 * 2.0 - 1.0
+    b = mix(h ^ ((i + 1) & _M64)) * _INV64 * 2.0 - 1.0
     w = (1.0 - math.cos(f * math.pi)) * 0.5
     return a + (b - a) * w
 
