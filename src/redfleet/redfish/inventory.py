@@ -46,7 +46,9 @@ from redfleet.model.inventory import (
 from redfleet.redfish import uri as U
 from redfleet.redfish.client import RedfishClient, is_soft_error
 from redfleet.redfish.errors import (
+    HTTPError,
     MalformedResponse,
+    NotFound,
     RedfishError,
 )
 
@@ -252,6 +254,27 @@ class _Collector:
             return []
         return await self.c.get_members(link, kind=kind, ignore_errors=False, levels=levels)
 
+    def can_expand(self, levels: int) -> bool:
+        """Whether the service expands navigation properties (not Links) ``levels`` deep: one request then brings a
+        resource with its collections and their members."""
+        caps = self.c.caps
+        return caps.expand_levels and caps.expand_no_links and caps.expand_max_levels >= levels and \
+            not self.c._expand_broken
+
+    async def get_expanded(self, uri: str, levels: int, kind: str | None = None) -> dict[str, Any] | None:
+        """``try_get`` of a resource with its own collections expanded ``levels`` deep where the service can; a
+        service that refuses the query for this resource is asked again without it."""
+        if self.can_expand(levels):
+            try:
+                return await self.c.get(uri, kind=kind, query=self.c.caps.expand_query(levels))
+            except (HTTPError, MalformedResponse) as exc:
+                if not _is_soft(exc) or isinstance(exc, NotFound):
+                    if isinstance(exc, NotFound):
+                        return None
+                    raise
+                log.debug("%s: %s with $expand refused (%s); reading it plainly", self.c.name, uri, exc)
+        return await self.c.try_get(uri, kind=kind)
+
     # --------------------------------------------------------------------------------------------------------
     async def run(self) -> Inventory:
         c = self.c
@@ -412,7 +435,7 @@ class _Collector:
         out: list[PSU] = []
         sub = U.odata_id(ch.get("PowerSubsystem"))
         if sub:
-            ps = await self.c.try_get(sub)
+            ps = await self.get_expanded(sub, 2)  # PowerSupplies and its members in the same answer
             if ps and U.odata_id(ps.get("PowerSupplies")):
                 for p in await self.members(ps, "PowerSupplies"):
                     out.append(self.psu_model(p, U.odata_id(p)))
@@ -430,7 +453,7 @@ class _Collector:
         out: list[Fan] = []
         sub = U.odata_id(ch.get("ThermalSubsystem"))
         if sub:
-            ts = await self.c.try_get(sub)
+            ts = await self.get_expanded(sub, 2)  # Fans and its members in the same answer
             if ts and U.odata_id(ts.get("Fans")):
                 for f in await self.members(ts, "Fans"):
                     out.append(self.fan_model(f, U.odata_id(f)))
@@ -445,7 +468,9 @@ class _Collector:
         return out
 
     async def adapters(self, ch: dict[str, Any]) -> list[NIC]:
-        adapters = await self.members(ch, "NetworkAdapters")
+        # adapters, their Ports collections and the ports in one answer where the service expands 3 levels (with
+        # 2, the ports would come as links, one request each: worse than one Ports collection per adapter)
+        adapters = await self.members(ch, "NetworkAdapters", levels=3 if self.can_expand(3) else 1)
         if not adapters:
             return []
 
@@ -464,7 +489,7 @@ class _Collector:
         upd = self.c.caps.services.get("UpdateService")
         if not upd:
             return []
-        us = await self.c.try_get(upd, kind="firmware")
+        us = await self.get_expanded(upd, 2, kind="firmware")  # FirmwareInventory and its members with it
         if not us:
             return []
         items = await self.members(us, "FirmwareInventory", kind="firmware")
