@@ -57,10 +57,12 @@ def cached_feeder_class() -> Any:
     costs milliseconds per 8-GPU node: a 1 Hz feed of thousands of nodes from one process would otherwise measure
     the load generator, not serve."""
     from redfleet.agent.simfeed import SimFeeder, TickStats
+    from redfleet.telemetry.columns import columnar_body
 
     class CachedFeeder(SimFeeder):  # type: ignore[misc]
         def __init__(self, *a: Any, refresh: float = 30.0, **kw: Any) -> None:
             super().__init__(*a, **kw)
+            self.encode = columnar_body if self.columnar else orjson.dumps
             self.refresh = refresh
             self.templates: dict[str, bytes] = {}
             self.cursor = 0
@@ -75,13 +77,14 @@ def cached_feeder_class() -> Any:
             self.cursor = (self.cursor + per_round) % max(1, len(names))
             fresh = sorted({n for n in names if n in faulty or n not in self.templates} | set(rot))
             st = TickStats()
+            encode = self.encode
             bodies: dict[str, bytes] = {}
             for name, b in await super().build(now, names=fresh):
-                bodies[name] = orjson.dumps(b)
+                bodies[name] = encode(b)
                 st.events += len(b["events"])
                 t = {**b, "sent_at": PLACEHOLDER, "events": [], "nvme": [],
                      "samples": [{**x, "ts": PLACEHOLDER} for x in b["samples"]]}
-                self.templates[name] = orjson.dumps(t)
+                self.templates[name] = encode(t)
             now_b = repr(float(now)).encode()
             items = []
             for name in names:
@@ -114,7 +117,7 @@ async def sim_worker(args: argparse.Namespace) -> None:
         serve = json.loads(line)
         feeder = cached_feeder_class()(serve["url"], serve["token"], fleet=fleet, interval=args.agent_interval,
                                        hung="report", nvme_every=600.0, connections=8, depth=64,
-                                       refresh=args.refresh)
+                                       refresh=args.refresh, columnar=args.columnar)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         stats_path = Path(args.fleet_out).with_suffix(".feeder.json")
@@ -224,7 +227,8 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
     fleet_file = workdir / f"fleet-{nodes}.yaml"
     sim = subprocess.Popen([sys.executable, "-m", "benchmarks", "serve_bench", "--worker", "--nodes", str(nodes),
                             "--flavor", args.flavor, "--fleet-out", str(fleet_file),
-                            "--agent-interval", str(args.agent_interval), "--refresh", str(args.refresh)],
+                            "--agent-interval", str(args.agent_interval), "--refresh", str(args.refresh),
+                            "--columnar" if args.columnar else "--no-columnar"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     serve: subprocess.Popen[str] | None = None
     out: dict[str, Any] = {"nodes": nodes, "flavor": args.flavor, "collect": args.collect}
@@ -317,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-interval", type=float, default=1.0)
     ap.add_argument("--refresh", type=float, default=30.0,
                     help="fault-free nodes re-read from the simulator every this many seconds (see CachedFeeder)")
+    ap.add_argument("--columnar", action=argparse.BooleanOptionalAction, default=True,
+                    help="the feeder sends the columnar encoding (--no-columnar: one JSON object per sample)")
     ap.add_argument("--detect-timeout", type=float, default=120.0, help="give up on a fault after this long")
     ap.add_argument("--window", type=float, default=20.0, help="steady-state measuring window (s)")
     ap.add_argument("--warmup-max", type=float, default=300.0)

@@ -203,7 +203,8 @@ class PipelinedClient:
     """POSTs many bodies to one URL over ``connections`` keep-alive HTTP/1.1 connections, pipelining up to
     ``depth`` requests per connection. :meth:`post_many` returns one status per body (0 = transport error)."""
 
-    def __init__(self, url: str, *, connections: int = 8, depth: int = 64, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, connections: int = 8, depth: int = 64, timeout: float = 10.0,
+                 content_type: str = "application/json") -> None:
         u = urlsplit(url)
         if u.scheme != "http":
             raise ValueError(f"pipelined client speaks plain http only, not {u.scheme!r} ({url})")
@@ -211,6 +212,7 @@ class PipelinedClient:
         self.port = u.port or 80
         self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         self.hostport = f"{self.host}:{self.port}".encode()
+        self.content_type = content_type.encode()
         self.connections = max(1, connections)
         self.depth = max(1, depth)
         self.timeout = timeout
@@ -230,7 +232,7 @@ class PipelinedClient:
     def _request(self, body: bytes, token: str) -> bytes:
         return b"".join((b"POST ", self.path.encode(), b" HTTP/1.1\r\nHost: ", self.hostport,
                          b"\r\nAuthorization: Bearer ", token.encode(),
-                         b"\r\nContent-Type: application/json\r\nContent-Length: ", str(len(body)).encode(),
+                         b"\r\nContent-Type: ", self.content_type, b"\r\nContent-Length: ", str(len(body)).encode(),
                          b"\r\n\r\n", body))
 
     async def _read_response(self, r: asyncio.StreamReader) -> tuple[int, bool, bytes]:

@@ -49,6 +49,7 @@ from redfleet.agent.fields import NVME_METRICS
 from redfleet.agent.kmsg import bus_key, parse_dmesg_line, xid_event
 from redfleet.agent.pusher import PipelinedClient, ingest_url
 from redfleet.model.ingest import CommandResult
+from redfleet.telemetry import columns
 
 log = logging.getLogger("redfleet.agent.simfeed")
 
@@ -175,13 +176,17 @@ _UP_B = orjson.dumps(_UP)
 
 
 def encode_batch(doc: Doc, state: NodeFeedState, now: float, *, nvme: bool = True,
-                 hung: str = "report") -> tuple[bytes, int, int] | None:
+                 hung: str = "report", columnar: bool = False) -> tuple[bytes, int, int] | None:
     """The batch as JSON bytes (and its sample and event counts), as :func:`batch_from_inband` would give it.
     The GPU samples are serialized once per computation of the node's fields (``doc["_gen"]``) with a placeholder
-    timestamp, then only the timestamp is replaced: a held node costs a byte replace, not 300 dicts."""
+    timestamp, then only the timestamp is replaced: a held node costs a byte replace, not 300 dicts.
+    ``columnar``: the GPU fields as one row of columns (:mod:`redfleet.telemetry.columns`; sent with its
+    Content-Type), the row packed once per computation of the fields."""
     b = batch_from_inband(doc, state, now, nvme=nvme, hung=hung, gpu_samples=False)
     if b is None:
         return None
+    if columnar:
+        return _encode_columnar(doc, b, state, now)
     frag = b"[]"
     n_gpu = 0
     if doc.get("os_state") not in ("hung", "down"):
@@ -201,6 +206,31 @@ def encode_batch(doc: Doc, state: NodeFeedState, now: float, *, nvme: bool = Tru
     return body, n_gpu + len(b["samples"]), len(b["events"])
 
 
+def _encode_columnar(doc: Doc, b: Doc, state: NodeFeedState, now: float) -> tuple[bytes, int, int]:
+    gpus = [] if doc.get("os_state") in ("hung", "down") else [g for g in doc.get("gpus") or () if g.get("fields")]
+    if not gpus:
+        return orjson.dumps(b), len(b["samples"]), len(b["events"])
+    gen = doc.get("_gen")
+    if gen is not None and state.frag_gen == gen and state.frag is not None:
+        frag, n_gpu = state.frag, state.frag_n
+    else:
+        metrics = list(gpus[0]["fields"])
+        if any(list(g["fields"]) != metrics for g in gpus):  # not one layout: the per-sample encoding
+            rows = [{"metric": k, "value": v, "ts": now, "gpu": int(g["gpu"])}
+                    for g in gpus for k, v in g["fields"].items()]
+            b["samples"] = rows + b["samples"]
+            return orjson.dumps(b), len(b["samples"]), len(b["events"])
+        row = [float(g["fields"][m]) for g in gpus for m in metrics]
+        frag = orjson.dumps({"metrics": metrics, "gpus": [int(g["gpu"]) for g in gpus]}) + b',"values_f64":' + \
+            orjson.dumps(columns.pack(row))
+        n_gpu = len(row)
+        if gen is not None:
+            state.frag, state.frag_n, state.frag_gen = frag, n_gpu, gen
+    body = orjson.dumps(b)
+    body = body[:-1] + b',"columns":' + frag + b',"ts":[' + orjson.dumps(now) + b"]}"
+    return body, n_gpu + len(b["samples"]), len(b["events"])
+
+
 class SimFeeder:
     """Feeds ``serve`` (``server``: its base URL) with one batch per simulated node per ``interval``.
 
@@ -214,7 +244,7 @@ class SimFeeder:
                  nodes: list[str] | None = None, interval: float = 1.0, nvme_every: float = 300.0,
                  hung: str = "report", connections: int = 8, depth: int = 64, timeout: float = 10.0,
                  control_concurrency: int = 32, refresh: float | None = None, chunk: int = 500,
-                 stagger_nvme: bool | None = None) -> None:
+                 stagger_nvme: bool | None = None, columnar: bool = False) -> None:
         if (fleet is None) == (control is None):
             raise ValueError("give either fleet (in-process) or control (the simulator's control API URL)")
         if hung not in ("report", "stop"):
@@ -229,7 +259,9 @@ class SimFeeder:
         self.hold_s = refresh or 0.0  # 0: recomputed every round
         self.nvme_every = nvme_every
         self.hung = hung
-        self.client = PipelinedClient(self.url, connections=connections, depth=depth, timeout=timeout)
+        self.columnar = columnar
+        self.client = PipelinedClient(self.url, connections=connections, depth=depth, timeout=timeout,
+                                      content_type=columns.CONTENT_TYPE if columnar else "application/json")
         self.state: dict[str, NodeFeedState] = {}
         self.control_concurrency = control_concurrency
         self.chunk = max(1, chunk)
@@ -403,7 +435,7 @@ class SimFeeder:
                 if doc is None:
                     continue
                 nst = self.state[name]
-                enc = encode_batch(doc, nst, now, nvme=with_nvme, hung=self.hung)
+                enc = encode_batch(doc, nst, now, nvme=with_nvme, hung=self.hung, columnar=self.columnar)
                 if with_nvme and doc.get("nvme"):
                     nst.last_nvme = now
                 if enc is None:
@@ -463,15 +495,15 @@ class SimFeeder:
                 who.append(name)
         return rest
 
-    @staticmethod
-    def _cache_body(doc: Doc, ns: NodeFeedState, with_nvme: bool, n_events: int) -> None:
+    def _cache_body(self, doc: Doc, ns: NodeFeedState, with_nvme: bool, n_events: int) -> None:
         """Keep this round's batch as bytes with placeholder times, for the rounds its fields are held. Not when it
         carried events or NVMe logs (those go out once)."""
         ns.body = None
         if with_nvme or n_events or doc.get("_gen") is None:
             return
         up = doc.get("uptime_s")
-        enc = encode_batch({**doc, "uptime_s": _UP if up is not None else None}, ns, _NOW, nvme=False)
+        enc = encode_batch({**doc, "uptime_s": _UP if up is not None else None}, ns, _NOW, nvme=False,
+                           columnar=self.columnar)
         if enc is None or enc[2]:
             return
         ns.body, ns.body_n, ns.body_up = enc[0], enc[1], up is not None

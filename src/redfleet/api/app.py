@@ -23,12 +23,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from redfleet.api.auth import Principal, TokenCache, require, require_by_method
+from redfleet.api.ingest import FastIngest, IngestError, accept, decode
 from redfleet.model.ingest import IngestBatch, IngestResult
 from redfleet.redfish.fleet import NodeTarget
 from redfleet.store import FleetStore, NodeRecord, NotFoundError
+from redfleet.telemetry.columns import CONTENT_TYPE as COLUMNS_CONTENT_TYPE
 from redfleet.telemetry.hub import Hub, _jsonable
 
 API = "/api/v1"
@@ -191,6 +193,19 @@ def _recent_metrics(hub: Hub, node: str, limit: int = 500) -> list[dict[str, Any
 # ------------------------------------------------------------------------------------------------------ the app
 
 
+class ServeApp(FastAPI):
+    """FastAPI with agent ingest answered ahead of its middleware and routing (:class:`FastIngest`)."""
+
+    fast_ingest: FastIngest | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        fast = self.fast_ingest
+        if fast is not None and scope["type"] == "http" and fast.takes(scope):
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def default_engine(series: Any) -> Any:
     from redfleet.health import HealthEngine, load_rules
 
@@ -278,12 +293,13 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await hub.persister.flush()
 
-    app = FastAPI(title="redfleet", version="1", lifespan=lifespan,
+    app = ServeApp(title="redfleet", version="1", lifespan=lifespan,
                   description="Fleet hardware manager: nodes, health, events, rules, in-band ingest. "
                               "Authorization: Bearer <token> (roles viewer < operator < admin; agent tokens ingest "
                               "for one node).")
     app.state.store = store
     app.state.hub = hub
+    app.fast_ingest = FastIngest(app)
     app.state.collector = None
     app.state.tokens = TokenCache(store, dev_token)
     app.state.node_cache = NodeCache(store)
@@ -442,43 +458,27 @@ def create_app(
                 "persisted": dict(hub.persister.written) if hub.persister is not None else None}
 
     ingest_body = {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}}}}}
+        "application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}},
+        COLUMNS_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/IngestBatch"},
+                               "description": "IngestBatch plus columns/ts/values (see redfleet.telemetry.columns)"}}}}
 
     @r.post("/ingest", response_model=IngestResult, openapi_extra=ingest_body,
             summary="An in-band agent's batch (per-node agent token)",
             responses={422: {"description": "not a valid IngestBatch"}})
     async def ingest(request: Request) -> Response:
-        # The hot path: the token is checked first, then the raw body validated by pydantic-core in one pass (no
-        # intermediate Python objects), and the answer written without a response model.
+        # Requests with a bearer token are answered by FastIngest before they get here (see redfleet.api.ingest);
+        # this route serves the others (the dashboard's cookie) with the same decoding, checks and answer.
         from redfleet.api.auth import principal
 
         p = await principal(request)
         try:
-            batch = IngestBatch.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False, include_context=False, include_input=False)) \
-                from None
-        if p.role == "agent":
-            if p.node != batch.node:
-                raise HTTPException(403, f"this agent token speaks for {p.node!r}, not {batch.node!r}")
-        elif not p.allows("admin"):
-            raise HTTPException(403, "ingest needs the node's agent token (or an admin token)")
-        if batch.node not in hub.nodes:
-            recs = await app.state.node_cache.get()
-            if batch.node not in recs:
-                raise HTTPException(404, f"no node {batch.node!r} in the fleet")
-        n, e = hub.ingest(batch)
-        queue = app.state.commands
-        cmds = b""
-        if queue is not None:
-            results = getattr(batch, "command_results", None)
-            if results:
-                queue.acknowledge(batch.node, results)
-            pending = queue.take(batch.node)
-            if pending:  # remediation's in-band commands (GPU reset, reboot) ride back in the answer
-                cmds = b',"commands":' + json.dumps(pending).encode()
-        return Response(b'{"accepted_samples":%d,"accepted_events":%d,"node":%s%s}'
-                        % (n, e, json.dumps(batch.node).encode(), cmds), media_type="application/json")
+            batch, cols = decode(await request.body(), request.headers.get("content-type"))
+            answer = await accept(app, p, batch, cols)
+        except IngestError as exc:
+            if exc.status == 422:
+                raise RequestValidationError(exc.detail) from None
+            raise HTTPException(exc.status, exc.detail, headers=exc.headers or None) from None
+        return Response(answer, media_type="application/json")
 
     @r.post("/agents/tokens", summary="Create agent tokens for nodes (admin; shown once)")
     async def agent_tokens(body: AgentTokensIn, who: Principal = admin) -> dict[str, str]:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from redfleet.health.model import (
     ACTION_RANK,
     CLASS_RANK,
@@ -217,6 +219,7 @@ class _Node:
         "bmc_ok",
         "boot_ts",
         "bus_gpu",
+        "colprev",
         "comp_health",
         "cond_rules",
         "conds",
@@ -262,6 +265,7 @@ class _Node:
         self.gpus_present: set[int] | None = None
         self.gpus_idx_known = True
         self.conds: dict[tuple[str, int | None, LabelsKey], _Cond] = {}
+        self.colprev: dict[Any, Any] = {}  # column layout -> the rule columns' values in the last row seen
         self.cond_rules: dict[str, int] = {}  # rule id -> how many conds it has on this node
         self.xids: deque[_Xid] = deque(maxlen=XID_MAX)
         self.recovery: dict[int | None, tuple[int, float]] = {}
@@ -281,6 +285,45 @@ class _Node:
         if gpu is not None and gpu in self.gpu_model:
             return self.gpu_model[gpu]
         return self.node_model
+
+
+class _ColPlan:
+    """What the metric rules read in one column layout. ``cols``: the columns some rule applies to (GPU fields
+    carry no labels: a rule's label patterns must accept ""); ``col_of``: (rule id, GPU) -> position in ``cols``;
+    ``always``: positions fed every row (absence timers, thresholds taken from other metrics, bit tests)."""
+
+    __slots__ = ("always", "col_of", "cols", "gpus", "rts")
+
+    def __init__(self, eng: HealthEngine, lay: Any) -> None:
+        cols: list[int] = []
+        self.rts: list[list[_MetricRT]] = []
+        self.col_of: dict[tuple[str, int | None], int] = {}
+        self.always: list[int] = []
+        self.gpus: list[int | None] = []
+        for c, (metric, gpu) in enumerate(zip(lay.metric_of, lay.gpu_of, strict=True)):
+            rts = [rt for rt in eng._by_metric.get(metric, ()) if not rt.label_res or rt.labels_match({})]
+            if not rts and metric not in eng._refs:
+                continue
+            i = len(cols)
+            cols.append(c)
+            self.gpus.append(gpu)
+            self.rts.append(rts)
+            for rt in rts:
+                self.col_of[(rt.rid, gpu)] = i
+            if metric in eng._refs or any(rt.ctype == "absent" or rt.ref or rt.rule.condition.op == "&"
+                                          for rt in rts):
+                self.always.append(i)
+        self.cols = np.asarray(cols, dtype=np.intp)
+
+    def wants(self, n: _Node, i: int, value: float) -> bool:
+        """A value that moved: does a rule need to see it? Counters always (their deltas), gauges when beyond a
+        threshold (a gauge back within it has a condition, which sees every sample anyway)."""
+        if value != value:
+            return False
+        for rt in self.rts[i]:
+            if not rt.stateless or rt.op(value, rt.threshold(n.model_of(self.gpus[i]))):
+                return True
+        return False
 
 
 # --- the engine ------------------------------------------------------------------------------------------------
@@ -315,6 +358,7 @@ class HealthEngine:
             elif isinstance(r, ComponentHealthRule):
                 self._comp_rules.append(r)
         self._nodes: dict[str, _Node] = {}
+        self._plans: dict[Any, _ColPlan] = {}  # column layout -> which columns the rules read
         self._dirty: set[str] = set()
         self._heap: list[tuple[float, str]] = []
         self.evaluated_last = 0  # nodes re-derived by the last evaluate() (incrementality, benchmarks)
@@ -392,6 +436,64 @@ class HealthEngine:
                         st.last_ts = float(s.ts)
                     continue
                 self._on_sample(n, st, value, float(s.ts))
+
+    def observe_columns(self, node: str, cols: Any, now: float | None = None) -> int:
+        """Let the metric rules see a columnar batch (:class:`redfleet.telemetry.columns.Columns`: rows of per-GPU
+        values). Same outcome as :meth:`observe_samples` on every value, but only the values that can change a
+        rule's state go through it one by one: a counter that moved, a gauge that moved (judged against its
+        thresholds here), a series with a condition pending or active, rules that need every sample (absence,
+        thresholds from other metrics). Returns how many values went through. The caller writes the series."""
+        lay = cols.layout
+        plan = self._plans.get(lay.key)
+        if plan is None:
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            plan = self._plans[lay.key] = _ColPlan(self, lay)
+        if not plan.cols.size:
+            n0 = self._nodes.get(node) or self._node(node)
+            if not n0.seen:
+                n0.seen = True
+                self._mark(n0)
+            return 0
+        n = self._nodes.get(node) or self._node(node)
+        if not n.seen:
+            n.seen = True
+            self._mark(n)
+        metric_of, gpu_of, col_of = lay.metric_of, lay.gpu_of, plan.col_of
+        prev = n.colprev.get(lay.key)
+        fed = 0
+        for r, ts in enumerate(cols.ts.tolist()):
+            rv = cols.values[r].take(plan.cols)
+            pick: set[int]
+            if prev is None:
+                pick = set(range(plan.cols.size))
+            else:
+                ch = rv != prev  # NaN (not read) compares unequal: filtered below
+                pick = set(np.flatnonzero(ch).tolist()) if ch.any() else set()
+                if pick:
+                    pick = {i for i in pick if plan.wants(n, i, rv[i])}
+                pick.update(plan.always)
+                for key, st in n.conds.items():  # conditions pending or active see every sample
+                    if st.active or st.incs or st.prev is None or st.true_since is not None:
+                        i = col_of.get((key[0], key[1])) if not key[2] else None
+                        if i is not None:
+                            pick.add(i)
+            if prev is None or prev.shape != rv.shape:
+                prev = n.colprev[lay.key] = rv.copy()
+            else:
+                np.copyto(prev, rv, where=rv == rv)
+            if not pick:
+                continue
+            batch = []
+            for i in sorted(pick):
+                v = float(rv[i])
+                if v == v:
+                    c = int(plan.cols[i])
+                    batch.append(_S(metric_of[c], v, ts, gpu_of[c], {}))
+            if batch:
+                fed += len(batch)
+                self.observe_samples(node, batch, now)
+        return fed
 
     @staticmethod
     def _drop_cond(n: _Node, key: tuple[str, int | None, LabelsKey]) -> None:
@@ -659,6 +761,8 @@ class HealthEngine:
             idx = g.gpu
             present.add(idx)
             if g.model:
+                if n.gpu_model.get(idx) != g.model:
+                    n.colprev.clear()  # thresholds follow the model: judge every column again
                 n.gpu_model[idx] = g.model
                 n.node_model = n.node_model or g.model
             b = norm_bus(g.pci_bus_id)

@@ -15,11 +15,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redfleet.model.ingest import IngestBatch, Sample
 from redfleet.model.telemetry import SensorReadings
 from redfleet.store import FleetStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redfleet.telemetry.columns import Columns
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class NodeStatus:
     power_state: str | None = None  # host power as the BMC last said
     boot_at: float | None = None  # when serve last saw the host boot (receipt time; None: not since serve started)
     agent_uptime: float | None = None
+    gpus_seen: Any = None  # the GpuIdentity list of the last batch (the object: see Hub.ingest)
+    gpus_expected: int | None = None
+    gpus_until: float = 0.0
 
 
 class Hub:
@@ -128,7 +134,9 @@ class Hub:
 
     # -- in-band
 
-    def ingest(self, batch: IngestBatch, now: float | None = None) -> tuple[int, int]:
+    def ingest(self, batch: IngestBatch, now: float | None = None, cols: Columns | None = None) -> tuple[int, int]:
+        """One agent batch; ``cols``: its per-GPU values in columns (the columnar encoding), besides
+        ``batch.samples``. Returns (values accepted, events)."""
         now = self.clock() if now is None else now
         st = self.add_node(batch.node)
         st.agent_seen = now
@@ -141,15 +149,31 @@ class Hub:
                 st.boot_at = now
             st.agent_uptime = batch.uptime_s
         st.os_state = batch.os_state
-        if batch.gpus:
-            st.gpus = [g.model_dump() for g in batch.gpus]
         samples = batch.samples
         eng = self.engine
-        if (batch.gpus or batch.gpus_expected is not None) and hasattr(eng, "observe_gpus"):
+        # The same GPU list as last time (the decoder hands back the very list when the agent's did not change,
+        # see redfleet.api.ingest): nothing to redo.
+        same_gpus = batch.gpus is st.gpus_seen and batch.gpus_expected == st.gpus_expected and now < st.gpus_until
+        if batch.gpus and not same_gpus:
+            st.gpus = [g.model_dump() for g in batch.gpus]
+        if not same_gpus:  # told again once a minute all the same (an engine that forgot the node learns again)
+            st.gpus_seen, st.gpus_expected, st.gpus_until = batch.gpus, batch.gpus_expected, now + 60.0
+        if (batch.gpus or batch.gpus_expected is not None) and not same_gpus and hasattr(eng, "observe_gpus"):
             eng.observe_gpus(batch.node, batch.gpus, batch.gpus_expected, now)
         if samples:
             self.series.add_many(batch.node, samples)
             eng.observe_samples(batch.node, samples, now)
+        n_cols = 0
+        if cols is not None and cols.count:
+            n_cols = cols.count
+            if hasattr(self.series, "add_columns"):
+                self.series.add_columns(batch.node, cols)
+            else:
+                self.series.add_many(batch.node, cols.samples())
+            if hasattr(eng, "observe_columns"):
+                eng.observe_columns(batch.node, cols, now)
+            else:
+                eng.observe_samples(batch.node, cols.samples(), now)
         if batch.nvme and hasattr(eng, "observe_nvme") and \
                 not any(x.metric.startswith("REDFLEET_NVME_") for x in samples):
             eng.observe_nvme(batch.node, batch.nvme, now)
@@ -166,10 +190,10 @@ class Hub:
                  f"Xid {ev.code}" if ev.code is not None else None, ev.raw or ev.message or f"{ev.kind} event",
                  ev.model_dump(mode="json"))
                 for ev in batch.events)
-        self.samples_total += len(samples)
+        self.samples_total += len(samples) + n_cols
         self.events_total += len(batch.events)
         self.batches_total += 1
-        return len(samples), len(batch.events)
+        return len(samples) + n_cols, len(batch.events)
 
     # -- out-of-band
 

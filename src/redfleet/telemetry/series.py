@@ -12,6 +12,11 @@ metrics at 1 Hz fit in memory:
 
 Rings grow by appending until full (a constant series stays small) and live in ``array('d')`` (16 bytes a point,
 timestamp + value interleaved). ``max_age`` drops points older than that many seconds from query answers.
+
+Columnar batches (:mod:`redfleet.telemetry.columns`: a row of numbers per second for a node's GPUs) are kept per
+node and layout in a :class:`Block` instead, written a row at a time without a Python object per value: the same
+two tiers as rows of the columns whose value ever changed; a column that never changed keeps its value and the
+times it was first and last read (a step function, as the rings' coalescing gives). Readers see both kinds alike.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redfleet.telemetry.columns import Columns, Layout
 
 LabelsKey = tuple[tuple[str, str], ...]
 KEEPALIVE_STEPS = 6  # an unchanged value is stored again after this many coarse steps (1 min by default)
@@ -174,6 +184,138 @@ class Ring:
         return self.buf.buffer_info()[1] * 8 + self.cbuf.buffer_info()[1] * 8
 
 
+class Block:
+    """One node's series of one column layout. ``last``/``last_ts``: each column's latest value and when it was read
+    (NaN / -inf: never); ``first_ts``: when a column took the value it has held since (for columns that never
+    changed). ``vcols``: the columns whose value changed at least once, the columns of the fine ring ``fv`` (a row
+    per row written, times in ``fts``) and of the coarse ring ``cv`` (the last row of each ``step``, times in
+    ``cts``; a step's row is copied there from the fine ring when the next step begins). ``steady``: the other
+    columns, ``steady_v`` their values: a row whose steady columns read the same and that has no NaN costs a few
+    array operations (the common case: counters that did not move, gauges that did)."""
+
+    __slots__ = ("cap", "cbkt", "ccap", "cn", "cnew", "cts", "cv", "first_ts", "fn", "fp", "fts", "fv", "last",
+                 "last_ts", "layout", "newest", "steady", "steady_v", "step", "vcols", "vpos")
+
+    def __init__(self, lay: Layout, cap: int, ccap: int, step: float) -> None:
+        size = lay.size
+        self.layout = lay
+        self.cap, self.ccap, self.step = cap, max(ccap, 0), step
+        self.last = np.full(size, np.nan)
+        self.last_ts = np.full(size, -np.inf)
+        self.first_ts = np.full(size, np.nan)
+        self.vcols = np.empty(0, dtype=np.intp)
+        self.vpos = np.full(size, -1, dtype=np.intp)
+        self.steady = np.arange(size, dtype=np.intp)
+        self.steady_v = self.last.copy()  # NaN: never compares equal, so the first row takes the exact path
+        self.fts = np.full(cap, np.nan)
+        self.fv = np.empty((cap, 0))
+        self.fn = self.fp = 0  # rows held, next row written
+        self.cts = np.full(self.ccap, np.nan)
+        self.cv = np.empty((self.ccap, 0))
+        self.cn = self.cnew = 0
+        self.cbkt = np.nan  # step number of the newest fine row
+        self.newest = -np.inf  # time of the newest row written
+
+    def add_row(self, ts: float, row: np.ndarray) -> None:
+        if ts < self.newest:  # out of order: older than what we have; keep it out (as Ring.add does)
+            return
+        total = float(np.add.reduce(row))
+        if total != total or not (row.take(self.steady) == self.steady_v).all():
+            self._exact(ts, row)  # a NaN (value not read) or a steady column moved
+        else:
+            np.copyto(self.last, row)
+            self.last_ts.fill(ts)
+        if self.ccap > 0:
+            b = ts // self.step
+            if b != self.cbkt:
+                if self.fn:  # the step that ended: its last row goes to the coarse ring
+                    newest = (self.fp - 1) % self.cap
+                    self.cnew = (self.cnew + 1) % self.ccap if self.cn else 0
+                    self.cn = min(self.cn + 1, self.ccap)
+                    self.cts[self.cnew] = self.fts[newest]
+                    self.cv[self.cnew] = self.fv[newest]
+                self.cbkt = b
+        p = self.fp
+        self.fts[p] = ts
+        row.take(self.vcols, out=self.fv[p])
+        self.fp = (p + 1) % self.cap
+        self.fn = min(self.fn + 1, self.cap)
+        self.newest = ts
+
+    def _exact(self, ts: float, row: np.ndarray) -> None:
+        seen = ~np.isnan(row)
+        last = self.last
+        moved = seen & (row != last)
+        if moved.any():
+            new = moved & np.isnan(last)  # first reading of a column
+            if new.any():
+                self.first_ts[new] = ts
+            grow = np.flatnonzero(moved & ~new & (self.vpos < 0))
+            if grow.size:
+                self._promote(grow)
+        last[seen] = row[seen]
+        self.last_ts[seen] = ts
+        self.steady_v = last.take(self.steady)
+
+    def _promote(self, cols: np.ndarray) -> None:
+        """Columns that changed for the first time join the rings, with the value they held until now (NaN in
+        the rows written before they were first read)."""
+        old = self.last[cols]
+        first = self.first_ts[cols]
+        fill_f = np.where(self.fts[:, None] >= first[None, :], old[None, :], np.nan)
+        fill_c = np.where(self.cts[:, None] >= first[None, :], old[None, :], np.nan)
+        self.vpos[cols] = np.arange(self.vcols.size, self.vcols.size + cols.size)
+        self.vcols = np.concatenate((self.vcols, cols))
+        self.steady = np.flatnonzero(self.vpos < 0)
+        self.fv = np.concatenate((self.fv, fill_f), axis=1)
+        self.cv = np.concatenate((self.cv, fill_c), axis=1)
+
+    @staticmethod
+    def _rows(n: int, newest: int, cap: int) -> list[int]:
+        """Ring row indices, oldest first."""
+        start = (newest - n + 1) % cap if cap else 0
+        return [(start + i) % cap for i in range(n)]
+
+    def points(self, col: int, since: float) -> list[tuple[float, float]]:
+        """(ts, value) pairs with ts >= since, oldest first, as :meth:`Ring.points` gives them."""
+        if self.last_ts[col] == -np.inf:
+            return []
+        fine_rows = self._rows(self.fn, self.fp - 1, self.cap)
+        fine_start = float(self.fts[fine_rows[0]]) if fine_rows else None
+        coarse_rows = self._rows(self.cn, self.cnew, self.ccap) if self.cn else []
+        vp = int(self.vpos[col])
+        last_ts, last_v = float(self.last_ts[col]), float(self.last[col])
+        if vp < 0:  # never changed: the value from its first reading to its last
+            first = float(self.first_ts[col])
+            if first < since:  # the oldest row time in reach, not before the window
+                times = [float(self.cts[r]) for r in coarse_rows] + [float(self.fts[r]) for r in fine_rows]
+                first = min((t for t in times if since <= t <= last_ts), default=last_ts)
+            out = [(first, last_v)]
+            if last_ts > first:
+                out.append((last_ts, last_v))
+            return out
+        out = []
+        if self.ccap > 0 and (fine_start is None or fine_start > since):
+            for r in coarse_rows:
+                t, v = float(self.cts[r]), float(self.cv[r, vp])
+                if t >= since and (fine_start is None or t < fine_start) and v == v:
+                    out.append((t, v))
+        for r in fine_rows:
+            t, v = float(self.fts[r]), float(self.fv[r, vp])
+            if t >= since and v == v:
+                out.append((t, v))
+        if last_ts >= since and (not out or out[-1][0] < last_ts):
+            out.append((last_ts, last_v))  # read in a row without it (NaN there) or after the rings' reach
+        return out
+
+    def nbytes(self) -> int:
+        return int(self.fv.nbytes + self.cv.nbytes + self.fts.nbytes + self.cts.nbytes + self.last.nbytes * 3
+                   + self.vpos.nbytes + self.vcols.nbytes)
+
+
+MAX_BLOCKS = 4  # column layouts kept per node (a GPU falling off the bus changes the layout)
+
+
 class SeriesStore:
     """In-memory recent history: ``add``/``add_many`` to write, ``window``/``latest`` to read."""
 
@@ -191,6 +333,7 @@ class SeriesStore:
         self.max_age = max_age
         self.metrics: frozenset[str] | None = frozenset(metrics) if metrics is not None else None
         self._nodes: dict[str, dict[tuple[str, int | None, LabelsKey], Ring]] = {}
+        self._blocks: dict[str, dict[Any, Block]] = {}  # node -> layout key -> Block (columnar batches)
 
     # --- writing ------------------------------------------------------------------------------------------------
     def _ring(self, node: str, key: tuple[str, int | None, LabelsKey]) -> Ring:
@@ -229,8 +372,48 @@ class SeriesStore:
             n += 1
         return n
 
+    def add_columns(self, node: str, cols: Columns) -> int:
+        """Write a columnar batch's rows (:class:`redfleet.telemetry.columns.Columns`). Returns the values written."""
+        lay = cols.layout
+        if self.metrics is not None:  # a filtered store: the kept metrics, one sample at a time (not the hot path)
+            n = 0
+            for r, ts in enumerate(cols.ts.tolist()):
+                for c, v in enumerate(cols.values[r].tolist()):
+                    if v == v and lay.metric_of[c] in self.metrics:
+                        self.add(node, lay.metric_of[c], v, ts, lay.gpu_of[c])
+                        n += 1
+            return n
+        per = self._blocks.get(node)
+        if per is None:
+            per = self._blocks[node] = {}
+        blk = per.get(lay.key)
+        if blk is None:
+            if len(per) >= MAX_BLOCKS:
+                del per[min(per, key=lambda k: per[k].newest)]
+            blk = per[lay.key] = Block(lay, self.capacity, self.coarse_capacity, self.coarse_step)
+        values = cols.values
+        for r, ts in enumerate(cols.ts.tolist()):
+            blk.add_row(ts, values[r])
+        return cols.count
+
+    def _block_col(self, node: str, metric: str, gpu: int | None, labels: Mapping[str, str] | None
+                   ) -> tuple[Block, int] | None:
+        """The block column of (metric, gpu) read most recently, if any."""
+        per = self._blocks.get(node)
+        if not per or labels or gpu is None:
+            return None
+        best: tuple[Block, int] | None = None
+        for blk in per.values():
+            c = blk.layout.col.get((metric, gpu))
+            if c is None or blk.last_ts[c] == -np.inf:
+                continue
+            if best is None or blk.last_ts[c] > best[0].last_ts[best[1]]:
+                best = (blk, c)
+        return best
+
     def drop_node(self, node: str) -> None:
         self._nodes.pop(node, None)
+        self._blocks.pop(node, None)
 
     # --- reading ------------------------------------------------------------------------------------------------
     def _get(self, node: str, metric: str, gpu: int | None, labels: Mapping[str, str] | None) -> Ring | None:
@@ -243,29 +426,48 @@ class SeriesStore:
                labels: Mapping[str, str] | None = None) -> list[tuple[float, float]]:
         """Points with ``now - seconds <= ts <= now``, oldest first (coarser beyond the fine ring's reach)."""
         ring = self._get(node, metric, gpu, labels)
-        if ring is None:
-            return []
+        bc = self._block_col(node, metric, gpu, labels)
         since = now - seconds
         if self.max_age is not None:
             since = max(since, now - self.max_age)
+        if bc is not None and (ring is None or bc[0].last_ts[bc[1]] >= ring.last_ts):
+            return [p for p in bc[0].points(bc[1], since) if p[0] <= now]
+        if ring is None:
+            return []
         return [p for p in ring.points(since) if p[0] <= now]
 
     def latest(self, node: str, metric: str, gpu: int | None = None,
                labels: Mapping[str, str] | None = None) -> tuple[float, float] | None:
         ring = self._get(node, metric, gpu, labels)
+        bc = self._block_col(node, metric, gpu, labels)
+        if bc is not None and (ring is None or bc[0].last_ts[bc[1]] >= ring.last_ts):
+            blk, c = bc
+            return float(blk.last_ts[c]), float(blk.last[c])
         if ring is None or ring.last_ts == float("-inf"):
             return None
         return ring.last_ts, ring.last_v
 
     def keys(self, node: str) -> list[SeriesKey]:
         per = self._nodes.get(node, {})
-        return [SeriesKey(node, m, g, lab) for (m, g, lab) in per]
+        out = [SeriesKey(node, m, g, lab) for (m, g, lab) in per]
+        blocks = self._blocks.get(node)
+        if blocks:
+            seen = set(per)
+            for blk in blocks.values():
+                lay = blk.layout
+                for c in np.flatnonzero(blk.last_ts > -np.inf).tolist():
+                    k = (lay.metric_of[c], lay.gpu_of[c], ())
+                    if k not in seen:
+                        seen.add(k)
+                        out.append(SeriesKey(node, k[0], k[1], ()))
+        return out
 
     def nodes(self) -> list[str]:
-        return list(self._nodes)
+        return list(self._nodes) + [n for n in self._blocks if n not in self._nodes]
 
     def series_count(self) -> int:
-        return sum(len(per) for per in self._nodes.values())
+        return sum(len(self.keys(n)) for n in self.nodes()) if self._blocks else \
+            sum(len(per) for per in self._nodes.values())
 
     def stats(self) -> dict[str, Any]:
         """Counts and the bytes held in ring buffers (not counting Python object overhead)."""
@@ -275,4 +477,9 @@ class SeriesStore:
             series += len(per)
             for ring in per.values():
                 data += ring.nbytes()
-        return {"nodes": len(self._nodes), "series": series, "buffer_bytes": data}
+        for blocks in self._blocks.values():
+            for blk in blocks.values():
+                data += blk.nbytes()
+        if self._blocks:
+            series = self.series_count()
+        return {"nodes": len(self.nodes()), "series": series, "buffer_bytes": data}
