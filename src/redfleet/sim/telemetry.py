@@ -207,6 +207,9 @@ ON = Conditions()
 _REF_LOAD = 0.1
 _REF_INLET = 22.0
 _OFF_TAU = 240.0  # seconds for temperatures to settle after power-off
+# the kinds of reading whose model depends on the sensor's index (the others: one value per node, or per GPU)
+_INDEXED = frozenset({"cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp"})
+_LATTICE_KEPT = 48  # noises whose lattice points a node keeps (its drivers, its GPUs'; bounded memory per node)
 # (base, span) over inlet of each modelled temperature, at the reference state
 _HEAT_BASE = {"exhaust": (9.0, 20.0), "cpu_temp": (14.0, 38.0), "dimm_temp": (9.0, 14.0),
               "board_temp": (10.0, 12.0), "psu_temp": (10.0, 12.0), "drive_temp": (10.0, 12.0),
@@ -216,7 +219,7 @@ _HEAT_BASE = {"exhaust": (9.0, 20.0), "cpu_temp": (14.0, 38.0), "dimm_temp": (9.
 class NodeModel:
     """Readings of one node. Holds two integers; everything else is computed."""
 
-    __slots__ = ("_mc", "_mi", "_ml", "_mr", "_mt", "_mu", "node", "seed")
+    __slots__ = ("_const", "_lat", "_levels", "_mc", "_mi", "_ml", "_mr", "_mt", "_mu", "node", "seed")
 
     def __init__(self, seed: int, node_name: str) -> None:
         self.seed = seed & _M64
@@ -230,6 +233,54 @@ class NodeModel:
         self._mu: dict[int, float] | None = None
         # modelled values of that instant, by (kind, gpu, index): a GPU's sensors share one temperature model
         self._mr: dict[tuple[str, int | None, int], float | None] = {}
+        # what the node's noises and load cycle keep between instants (the same numbers, not recomputed):
+        # (slot length, rack offset), the last job slots' levels, the lattice points of recent noises
+        self._const: tuple[float, float] | None = None
+        self._levels: tuple[int, float, float] | None = None
+        self._lat: dict[int, tuple[float, int, float, float]] | None = None
+
+    def _noise(self, key: int, t: float, period: float) -> float:
+        """``smooth_noise(seed, key, t, period)``, the pair of lattice points around t kept for the next call."""
+        x = t / period
+        i = math.floor(x)
+        f = x - i
+        lat = self._lat
+        if lat is None:
+            lat = self._lat = {}
+        hit = lat.get(key)
+        if hit is not None and hit[0] == period and hit[1] == i:
+            a, b = hit[2], hit[3]
+        else:
+            h = mix(mix(self.seed) ^ (key & _M64))
+            a = mix(h ^ (i & _M64)) * _INV64 * 2.0 - 1.0
+            b = mix(h ^ ((i + 1) & _M64)) * _INV64 * 2.0 - 1.0
+            if len(lat) >= _LATTICE_KEPT:
+                lat.clear()
+            lat[key] = (period, i, a, b)
+        w = (1.0 - math.cos(f * math.pi)) * 0.5
+        return a + (b - a) * w
+
+    def _load(self, t: float) -> float:
+        """``load(seed, node, t)`` with the node's constants and the current job slots' levels kept."""
+        const = self._const
+        if const is None:
+            const = self._const = (_slot_len(self.seed, self.node), 3.0 * (u01(self.seed, self.node, 0x1A) - 0.5))
+        slot = const[0]
+        x = t / slot
+        k = math.floor(x)
+        into = (x - k) * slot
+        levels = self._levels
+        if levels is None or levels[0] != k:
+            levels = self._levels = (k, _slot_level(self.seed, self.node, k), _slot_level(self.seed, self.node, k - 1))
+        level = levels[1]
+        ramp = 20.0
+        if into < ramp:
+            prev = levels[2]
+            w = into / ramp
+            w = w * w * (3.0 - 2.0 * w)
+            level = prev + (level - prev) * w
+        level += 0.04 * self._noise(self.node ^ _LOAD_SALT, t, 7.0)
+        return min(1.0, max(0.0, level))
 
     def _at(self, t: float, c: Conditions) -> None:
         if self._mt == t and self._mc is c:
@@ -242,12 +293,17 @@ class NodeModel:
         if not c.powered or c.hung:
             self._ml = 0.0
         else:
-            lv = load(self.seed, self.node, t)
+            lv = self._load(t)
             if c.up_for is not None and c.up_for < 180.0:
                 lv *= c.up_for / 180.0  # jobs come back after boot
             self._ml = lv
-        rack = 3.0 * (u01(self.seed, self.node, 0x1A) - 0.5)
-        self._mi = 22.0 + rack + 1.5 * fbm(self.seed, self.node ^ 0x1A1, t, 1800.0) + c.inlet_offset
+        if self._const is None:
+            self._load(t)
+        rack = self._const[1]  # type: ignore[index]
+        # fbm(seed, node ^ 0x1A1, t, 1800.0)
+        key = self.node ^ 0x1A1
+        drift = self._noise(key, t, 1800.0) * 0.7 + self._noise(key ^ 0x5A5A, t, 450.0) * 0.3
+        self._mi = 22.0 + rack + 1.5 * drift + c.inlet_offset
 
     # -- drivers --
     def load(self, t: float, c: Conditions = ON) -> float:
@@ -272,14 +328,14 @@ class NodeModel:
         if lv <= 0.05:
             u = max(0.0, lv)
         else:
-            u = min(1.0, max(0.0, lv * (0.92 + 0.08 * smooth_noise(self.seed, self.node ^ (gpu + 1) * 0x9, t, 5.0))))
+            u = min(1.0, max(0.0, lv * (0.92 + 0.08 * self._noise(self.node ^ (gpu + 1) * 0x9, t, 5.0))))
         mu[gpu] = u
         return u
 
     def _heat(self, base: float, span: float, lv: float, key: int, t: float, c: Conditions, jitter: float) -> float:
         """A component temperature: inlet + base + span·load, relaxing to inlet after power-off."""
         inlet = self.inlet(t, c)
-        running = inlet + base + span * lv + jitter * smooth_noise(self.seed, self.node ^ key, t, 11.0)
+        running = inlet + base + span * lv + jitter * self._noise(self.node ^ key, t, 11.0)
         if c.powered:
             return running
         # exponential settle from the last running temperature (taken at idle load) toward inlet + 1
@@ -289,9 +345,17 @@ class NodeModel:
         return settled + (last - settled) * math.exp(-off / _OFF_TAU)
 
     def gpu_temp(self, gpu: int, t: float, c: Conditions = ON) -> float:
+        self._at(t, c)
+        key = ("~gpu_temp", gpu, 0)
+        hit = self._mr.get(key)
+        if hit is None:
+            hit = self._mr[key] = self._gpu_temp(gpu, t, c)
+        return hit
+
+    def _gpu_temp(self, gpu: int, t: float, c: Conditions) -> float:
         v = self._heat(8.0, 48.0, self.gpu_util(gpu, t, c), 0x6000 + gpu, t, c, 1.2)
         if gpu in c.hot_gpus and c.powered:
-            v = max(v, 92.0 + 2.0 * smooth_noise(self.seed, self.node ^ (0x6100 + gpu), t, 9.0))
+            v = max(v, 92.0 + 2.0 * self._noise(self.node ^ (0x6100 + gpu), t, 9.0))
         return v
 
     def gpu_mem_temp(self, gpu: int, t: float, c: Conditions = ON) -> float:
@@ -302,7 +366,7 @@ class NodeModel:
             return 0.0
         idle = max(30.0, 0.1 * tdp)
         u = self.gpu_util(gpu, t, c)
-        p = idle + (0.88 * tdp - idle) * u + 0.02 * tdp * smooth_noise(self.seed, self.node ^ (0x6200 + gpu), t, 3.0)
+        p = idle + (0.88 * tdp - idle) * u + 0.02 * tdp * self._noise(self.node ^ (0x6200 + gpu), t, 3.0)
         if gpu in c.hot_gpus:
             p *= 0.6  # thermal throttling
         return max(idle * 0.8, p)
@@ -338,7 +402,7 @@ class NodeModel:
         # remaining fans speed up when one has failed
         boost = 1.25 if c.failed_fans else 1.0
         r = (0.8 + 0.5 * demand) / (0.8 + 0.5 * ref) * boost
-        return max(0.3, r * (1.0 + 0.02 * smooth_noise(self.seed, self.node ^ (0x7400 + fan), t, 4.0)))
+        return max(0.3, r * (1.0 + 0.02 * self._noise(self.node ^ (0x7400 + fan), t, 4.0)))
 
     def power_ratio(self, t: float, c: Conditions = ON) -> float:
         """Whole-node power relative to the reference state."""
@@ -353,10 +417,10 @@ class NodeModel:
             return 0.03  # standby: BMC, fans off
         lv = self.load(t, c)
         r = (0.35 + 0.65 * lv) / (0.35 + 0.65 * _REF_LOAD)
-        return r * (1.0 + 0.015 * smooth_noise(self.seed, self.node ^ 0x7500, t, 3.0))
+        return r * (1.0 + 0.015 * self._noise(self.node ^ 0x7500, t, 3.0))
 
     def jitter(self, key: int, t: float, amount: float) -> float:
-        return amount * smooth_noise(self.seed, self.node ^ key, t, 13.0)
+        return amount * self._noise(self.node ^ key, t, 13.0)
 
     def energy_joules(self, t: float, watts_ref: float, since: float) -> float:
         """Energy used between simulated times ``since`` and ``t`` at a mean power of ``watts_ref``·mean ratio.
@@ -388,7 +452,7 @@ class NodeModel:
     def reading(self, kind: str, t: float, c: Conditions = ON, gpu: int | None = None, index: int = 0) -> float | None:
         """The modelled absolute value of a kind of reading (temperatures in °C), or None when not modelled."""
         self._at(t, c)
-        key = (kind, gpu, index)
+        key = (kind, gpu, index if kind in _INDEXED else 0)
         memo = self._mr
         if key in memo:
             return memo[key]
@@ -454,7 +518,7 @@ def adjust(model: NodeModel, kind: str, captured: float | int | None, t: float, 
     if kind in ("sys_power", "psu_power", "current"):
         return round(cap * model.power_ratio(t, c), 3)
     if kind == "voltage":
-        return round(cap * (1.0 + 0.004 * smooth_noise(model.seed, model.node ^ key, t, 17.0)), 3)
+        return round(cap * (1.0 + 0.004 * model._noise(model.node ^ key, t, 17.0)), 3)
     if kind == "percent":
         return cap
     return cap
