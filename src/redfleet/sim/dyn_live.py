@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,30 +39,31 @@ def _mark(n: int) -> str:
     return f"\x00rf{n}\x00"
 
 
-def _cut(shell: Doc) -> tuple[bytes | int, ...]:
-    """``shell`` serialized, cut at each marker: bytes pieces and slot numbers in document order."""
-    body = orjson.dumps(shell)
-    parts: list[bytes | int] = []
-    pos = 0
-    for m in _MARK.finditer(body):
-        parts.append(body[pos:m.start()])
-        parts.append(int(m.group(1)))
-        pos = m.end()
-    parts.append(body[pos:])
-    return tuple(parts)
+class _Layout:
+    """A serialized shell as a bytes %-format: ``fmt % pick(values)``, where ``values`` holds the slots' bytes by
+    slot number and the ETag's last."""
 
+    __slots__ = ("fmt", "pick", "size")
 
-def _join(parts: tuple[bytes | int, ...], values: list[bytes], etag: bytes | None) -> bytes:
-    out: list[bytes] = []
-    for part in parts:
-        if isinstance(part, bytes):
-            out.append(part)
-        elif part == _ETAG:
-            assert etag is not None
-            out.append(etag)
-        else:
-            out.append(values[part])
-    return b"".join(out)
+    def __init__(self, shell: Doc, slots: int) -> None:
+        body = orjson.dumps(shell)
+        pieces: list[bytes] = []
+        order: list[int] = []
+        pos = 0
+        for m in _MARK.finditer(body):
+            pieces.append(body[pos:m.start()].replace(b"%", b"%%"))
+            n = int(m.group(1))
+            order.append(slots if n == _ETAG else n)
+            pos = m.end()
+        pieces.append(body[pos:].replace(b"%", b"%%"))
+        self.fmt = b"%b".join(pieces)
+        self.size = slots + 1
+        # itemgetter of one index gives the item, not a 1-tuple
+        self.pick: Any = itemgetter(*order) if len(order) > 1 else (
+            (lambda values: (values[order[0]],)) if order else (lambda values: ()))
+
+    def join(self, values: list[bytes]) -> bytes:
+        return self.fmt % self.pick(values)
 
 
 def _status_variants(obj: Doc) -> dict[str, bytes]:
@@ -165,12 +167,13 @@ class LiveSensor:
         self.etag = "@odata.etag" in doc
         if self.etag:
             shell["@odata.etag"] = _mark(_ETAG)
-        self.parts = _cut(shell)
+        self.parts = _Layout(shell, 2)
 
     def render(self, nd: NodeDyn, path: str, t: float, c: Conditions) -> bytes:
         v, health = self.reading.value(nd, t, c)
-        values = [orjson.dumps(v), self.status[health] if self.status is not None else b""]
-        return _join(self.parts, values, orjson.dumps(nd.node.etag(path)) if self.etag else None)
+        status = self.status
+        return self.parts.join([orjson.dumps(v), status[health] if status is not None else b"",
+                                orjson.dumps(nd.node.etag(path)) if self.etag else b""])
 
 
 class LiveThermal:
@@ -222,10 +225,10 @@ class LiveThermal:
         self.etag = "@odata.etag" in shell
         if self.etag:
             shell["@odata.etag"] = _mark(_ETAG)
-        self.parts = _cut(shell)
+        self.parts = _Layout(shell, n)
 
     def render(self, nd: NodeDyn, path: str, t: float, c: Conditions) -> bytes:
-        values: list[bytes] = [b""] * self.slots
+        values: list[bytes] = [b""] * (self.slots + 1)
         for reading, r_slot, s_slot, variants in self.temps:
             v, health = reading.value(nd, t, c, energy_exempt=False)
             if r_slot is not None:
@@ -244,7 +247,9 @@ class LiveThermal:
                 values[r_slot] = orjson.dumps(v)
             if c_slot is not None:
                 values[c_slot] = orjson.dumps(v if kept is None else kept)
-        return _join(self.parts, values, orjson.dumps(nd.node.etag(path)) if self.etag else None)
+        if self.etag:
+            values[self.slots] = orjson.dumps(nd.node.etag(path))
+        return self.parts.join(values)
 
 
 class LivePower:
@@ -284,7 +289,7 @@ class LivePower:
         self.etag = "@odata.etag" in shell
         if self.etag:
             shell["@odata.etag"] = _mark(_ETAG)
-        self.parts = _cut(shell)
+        self.parts = _Layout(shell, self.slots)
 
     def render(self, nd: NodeDyn, path: str, t: float, c: Conditions) -> bytes:
         model = nd.model
@@ -300,7 +305,8 @@ class LivePower:
             else:
                 new = adjust(model, "voltage", v, t, c, None, extra[1], extra[0])
             out.append(orjson.dumps(new))
-        return _join(self.parts, out, orjson.dumps(nd.node.etag(path)) if self.etag else None)
+        out.append(orjson.dumps(nd.node.etag(path)) if self.etag else b"")
+        return self.parts.join(out)
 
 
 _KINDS: dict[str, Any] = {"Sensor": LiveSensor, "Thermal": LiveThermal, "Power": LivePower}

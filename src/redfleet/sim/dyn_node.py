@@ -364,6 +364,31 @@ class NodeDyn(NodeDynamics):
         except Exception:  # never let a modelling bug break a GET: the overlay path logs it
             return None
 
+    def live_many(self, paths: tuple[str, ...]) -> list[bytes] | None:
+        if self.faults:
+            return None
+        t = self.now()
+        c = self.conditions(t)
+        if c is not ON:
+            return None
+        flv = self.flv
+        handlers, compiled = flv.handlers, flv.live
+        out: list[bytes] = []
+        try:
+            for path in paths:
+                live = compiled.get(path)
+                if live is None:
+                    kind = handlers.get(path)
+                    if kind not in LIVE_KINDS:
+                        return None
+                    live = flv.live_doc(path, kind)
+                    if live is None:
+                        return None
+                out.append(live.render(self, path, t, c))
+        except Exception:  # never let a modelling bug break a GET: the overlay path logs it
+            return None
+        return out
+
     def takes(self, method: str, path: str) -> bool:
         hub = self.fd.events
         return hub is not None and hub.takes(self, method, path)

@@ -33,12 +33,14 @@ _EXPAND = re.compile(r"^([.*~])(?:\(\$levels=(\d+)\))?$")
 class Shell:
     """A collection's bytes cut around its member list (and its ``@odata.etag``, if it has one)."""
 
-    __slots__ = ("etag_first", "members", "parts")
+    __slots__ = ("etag_first", "idents", "members", "parts")
 
-    def __init__(self, parts: tuple[bytes, ...], members: tuple[str, ...], etag_first: bool | None) -> None:
+    def __init__(self, parts: tuple[bytes, ...], members: tuple[str, ...], etag_first: bool | None,
+                 idents: tuple[tuple[int, tuple[str, ...]], ...]) -> None:
         self.parts = parts  # 2 pieces, or 3 with an ETag slot
         self.members = members  # canonical paths, in order
         self.etag_first = etag_first  # None: no ETag; True: the ETag comes before the members
+        self.idents = idents  # (member number, its template's identity values) for members that have some
 
 
 def _has_link(obj: Any) -> bool:
@@ -88,7 +90,8 @@ def compile_shell(tpl: Template, canon: str) -> Shell | None:
         parts = (body[: first[0]], body[first[0] + len(first[1]): second[0]], body[second[0] + len(second[1]):])
     else:
         parts = (body[:at_m], body[at_m + len(m_mark):])
-    return Shell(parts, tuple(members), etag_first)
+    idents = tuple((i, tpl.resources[p].idents) for i, p in enumerate(members) if tpl.resources[p].idents)
+    return Shell(parts, tuple(members), etag_first, idents)
 
 
 def one_level(node: SimNode, expand: str) -> bool:
@@ -110,15 +113,31 @@ def can_use(node: SimNode, canon: str) -> bool:
     )
 
 
+def _live_members(node: SimNode, shell: Shell) -> list[bytes] | None:
+    """The members' bodies from the dynamic side in one call (what render_bytes gives for each, as none of them is
+    patched), or None."""
+    patches = node.patches
+    if patches and any(p in patches for p in shell.members):
+        return None
+    bodies = node.dyn.live_many(shell.members)
+    if bodies is None:
+        return None
+    for i, idents in shell.idents:
+        bodies[i] = node.apply_identity(bodies[i], idents)
+    return bodies
+
+
 def render(node: SimNode, shell: Shell, canon: str) -> bytes | None:
     """The collection with its members expanded, before the collection's own identity; None if a member cannot be
     rendered as a JSON body (the generic code then decides)."""
-    bodies: list[bytes] = []
-    for path in shell.members:
-        out = node.render_bytes(path)
-        if out is None or out[1] != JSON_TYPE:
-            return None
-        bodies.append(out[0])
+    bodies = _live_members(node, shell)
+    if bodies is None:
+        bodies = []
+        for path in shell.members:
+            out = node.render_bytes(path)
+            if out is None or out[1] != JSON_TYPE:
+                return None
+            bodies.append(out[0])
     members = b"[" + b",".join(bodies) + b"]"
     parts = shell.parts
     if shell.etag_first is None:

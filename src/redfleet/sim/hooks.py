@@ -45,6 +45,11 @@ class NodeDynamics:
         only :meth:`overlay` can say (the core then renders the document)."""
         return None
 
+    def live_many(self, paths: tuple[str, ...]) -> list[bytes] | None:
+        """:meth:`live_bytes` of each of ``paths`` (members of one collection, none patched on this node), or None
+        when some of them needs the overlay: one call for a whole ``$expand``."""
+        return None
+
     def hidden(self, path: str) -> bool:
         """True hides the resource: GET answers 404 and collections drop it from Members (a GPU fallen off the bus).
 

@@ -207,6 +207,9 @@ ON = Conditions()
 _REF_LOAD = 0.1
 _REF_INLET = 22.0
 _OFF_TAU = 240.0  # seconds for temperatures to settle after power-off
+_TEMP_KINDS = frozenset({"inlet", "exhaust", "cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp",
+                         "gpu_temp", "gpu_mem_temp"})
+_GPU_TEMPS = frozenset({"gpu_temp", "gpu_mem_temp"})
 # the kinds of reading whose model depends on the sensor's index (the others: one value per node, or per GPU)
 _INDEXED = frozenset({"cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp"})
 _LATTICE_KEPT = 48  # noises whose lattice points a node keeps (its drivers, its GPUs'; bounded memory per node)
@@ -496,10 +499,9 @@ def adjust(model: NodeModel, kind: str, captured: float | int | None, t: float, 
     if captured is None or isinstance(captured, bool) or not isinstance(captured, (int, float)):
         return captured
     cap = float(captured)
-    if kind in ("inlet", "exhaust", "cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp",
-                "gpu_temp", "gpu_mem_temp"):
+    if kind in _TEMP_KINDS:
         now = model.reading(kind, t, c, gpu, index)
-        if gpu is not None and kind in ("gpu_temp", "gpu_mem_temp") and now is not None:
+        if gpu is not None and kind in _GPU_TEMPS and now is not None:
             # a GPU's own sensors: the model is absolute (H100: ~30 °C idle, ~75 °C busy); captured GPU readings
             # are as often limits or margins as temperatures
             return round(now, 2)
