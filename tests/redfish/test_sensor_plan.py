@@ -201,3 +201,38 @@ async def test_fleet_poller_keeps_sessions_and_connections_as_told(keep: bool) -
         assert all(r.ok for r in first + again) and all(tokens)
         assert [len(r.value.readings) for r in again] == [len(r.value.readings) for r in first]
         assert all(n > 0 for n in idle) if keep else idle == [0, 0]
+
+
+@pytest.mark.parametrize("tree", MOCKUPS)
+async def test_trusted_readings_are_what_validation_builds(tree: str) -> None:
+    from redfleet.model.telemetry import READING_FIELDS, Reading
+
+    async with MockupBMC(mockups_dir() / tree, address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        sr = await read_sensors(c)
+    for r in sr.readings:
+        dumped = r.model_dump()
+        assert tuple(dumped) == READING_FIELDS  # declaration order, every field
+        again = Reading.model_validate(dumped)
+        assert again == r and again.model_dump() == dumped
+        assert all(type(dumped[k]) in (float, type(None)) for k in
+                   ("value", "upper_critical", "upper_fatal", "lower_critical"))
+    assert sr.model_dump_json()  # serialises like a validated model
+
+
+def test_sensor_reading_coerces_odd_values_to_the_declared_types() -> None:
+    from redfleet.model.telemetry import Reading
+    from redfleet.redfish.sensors import legacy_readings, sensor_reading
+
+    odd = {"@odata.id": "/redfish/v1/Chassis/1/Sensors/T1", "Id": 7, "Name": 12, "Reading": 40,
+           "ReadingType": "Temperature", "ReadingUnits": "Cel", "PhysicalContext": "CPU",
+           "Status": {"Health": "OK", "State": "Enabled"},
+           "Thresholds": {"UpperCritical": {"Reading": 90}, "UpperFatal": {"Reading": "95.5"}}}
+    r = sensor_reading(odd)
+    assert r["id"] == "7" and r["name"] == "12" and r["value"] == 40.0 and type(r["value"]) is float
+    assert (r["upper_critical"], r["upper_fatal"], r["lower_critical"]) == (90.0, 95.5, None)
+    assert Reading.trusted(r) == Reading.model_validate(r)
+    assert sensor_reading({"Id": "x", "Reading": True})["value"] is None  # a bool is no reading
+    legacy = legacy_readings({"@odata.id": "/t", "Fans": [{"Name": "Fan1", "Reading": 5000}]}, None)
+    assert Reading.trusted(legacy[0]) == Reading.model_validate(legacy[0])
+    assert legacy[0]["upper_critical"] is None and legacy[0]["source"] == "/t#/Fans/0"
