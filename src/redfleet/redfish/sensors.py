@@ -70,11 +70,10 @@ def sensor_reading(s: dict[str, Any]) -> dict[str, Any]:
     uc = uf = lc = None
     if type(th) is dict and th:
         uc, uf, lc = _th(th, "UpperCritical"), _th(th, "UpperFatal"), _th(th, "LowerCritical")
-    value = get("Reading")
-    vt = type(value)
-    if vt is int:
+    value: Any = get("Reading")
+    if type(value) is int:
         value = float(value)
-    elif vt is not float:  # bool is not int here: True is no reading
+    elif type(value) is not float:  # bool is not int here: True is no reading
         value = _float(value)
     name, context, source = get("Name"), get("PhysicalContext"), get("@odata.id")
     return {
