@@ -173,7 +173,7 @@ class LiveSensor:
         v, health = self.reading.value(nd, t, c)
         status = self.status
         return self.parts.join([orjson.dumps(v), status[health] if status is not None else b"",
-                                orjson.dumps(nd.node.etag(path)) if self.etag else b""])
+                                nd.node.etag_json(path) if self.etag else b""])
 
 
 class LiveThermal:
@@ -248,7 +248,7 @@ class LiveThermal:
             if c_slot is not None:
                 values[c_slot] = orjson.dumps(v if kept is None else kept)
         if self.etag:
-            values[self.slots] = orjson.dumps(nd.node.etag(path))
+            values[self.slots] = nd.node.etag_json(path)
         return self.parts.join(values)
 
 
@@ -305,7 +305,7 @@ class LivePower:
             else:
                 new = adjust(model, "voltage", v, t, c, None, extra[1], extra[0])
             out.append(orjson.dumps(new))
-        out.append(orjson.dumps(nd.node.etag(path)) if self.etag else b"")
+        out.append(nd.node.etag_json(path) if self.etag else b"")
         return self.parts.join(out)
 
 

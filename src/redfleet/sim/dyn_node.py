@@ -49,6 +49,9 @@ _LIVE_TYPES = {
 }
 _TYPE_RE = re.compile(rb'"@odata\.type":"#([A-Za-z0-9_]+)\.')
 _RANK = {"OK": 0, "Warning": 1, "Critical": 2}
+# overlay kinds (dyn_overlay.HANDLERS) that leave the document as captured while the node has no fault
+_QUIET_WHEN_HEALTHY = frozenset({"Dimm", "Drive", "GpuChassis", "System", "Chassis", "ThermalSubsystem",
+                                 "PowerSubsystem"})
 
 
 class UserError(ValueError):
@@ -125,6 +128,11 @@ class FlavorDyn:
             if member < 0:
                 self.fan_member[uri] = i
         self.gpu_tokens = [g.token for g in self.ix.gpus]
+        # GPU resources without a clock speed: their overlay, too, only writes a fault's Health/State
+        self.quiet_gpus = frozenset(
+            p for p, k in self.handlers.items()
+            if k == "Gpu" and not isinstance((tpl.doc(p) or {}).get("OperatingSpeedMHz"), (int, float))
+        )
         # documents compiled for dyn_live (on first read; None: not compilable)
         self.live: dict[str, Any] = {}
 
@@ -318,7 +326,11 @@ class NodeDyn(NodeDynamics):
 
     # ---- hooks: reads --------------------------------------------------------------------------------------
     def watches(self, path: str) -> bool:
-        return path in self.flv.handlers
+        kind = self.flv.handlers.get(path)
+        if kind is None:
+            return False
+        # these overlays only write a fault's Health/State: without a fault the captured bytes are the answer
+        return bool(self.faults) or not (kind in _QUIET_WHEN_HEALTHY or path in self.flv.quiet_gpus)
 
     @property
     def hides_any(self) -> bool:

@@ -212,7 +212,7 @@ _TEMP_KINDS = frozenset({"inlet", "exhaust", "cpu_temp", "dimm_temp", "board_tem
 _GPU_TEMPS = frozenset({"gpu_temp", "gpu_mem_temp"})
 # the kinds of reading whose model depends on the sensor's index (the others: one value per node, or per GPU)
 _INDEXED = frozenset({"cpu_temp", "dimm_temp", "board_temp", "psu_temp", "drive_temp"})
-_LATTICE_KEPT = 48  # noises whose lattice points a node keeps (its drivers, its GPUs'; bounded memory per node)
+_LATTICE_KEPT = 128  # noises whose lattice points a node keeps (its drivers, its GPUs'; bounded memory per node)
 # (base, span) over inlet of each modelled temperature, at the reference state
 _HEAT_BASE = {"exhaust": (9.0, 20.0), "cpu_temp": (14.0, 38.0), "dimm_temp": (9.0, 14.0),
               "board_temp": (10.0, 12.0), "psu_temp": (10.0, 12.0), "drive_temp": (10.0, 12.0),
