@@ -236,3 +236,15 @@ def test_sensor_reading_coerces_odd_values_to_the_declared_types() -> None:
     legacy = legacy_readings({"@odata.id": "/t", "Fans": [{"Name": "Fan1", "Reading": 5000}]}, None)
     assert Reading.trusted(legacy[0]) == Reading.model_validate(legacy[0])
     assert legacy[0]["upper_critical"] is None and legacy[0]["source"] == "/t#/Fans/0"
+
+
+async def test_expand_advertised_but_ignored_still_reads_every_sensor() -> None:
+    # the capture advertises $expand; this BMC answers the collection with links only, as some firmware does
+    async with MockupBMC(mockups_dir() / "dell", address=next_address(), expand=False) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin") as c:
+        cold = await read_sensors(c)
+        n0 = len(bmc.requests)
+        warm = await read_sensors(c)
+        member_reads = [p for p in _gets(bmc, n0) if "/Sensors/" in p]
+    assert cold.readings and _readings(warm) == _readings(cold)
+    assert len(member_reads) == len(cold.readings)  # each member fetched, once

@@ -591,6 +591,13 @@ class RedfishClient:
                 log.info("%s: $expand rejected on %s (%s); walking instead", self.name, coll_uri, exc)
                 self._expand_broken = True
             return await self.get_members(coll_uri, expand=False, kind=kind, ignore_errors=ignore_errors, cache=cache)
+        return await self.members_of(coll_uri, doc, kind=kind, cache=cache)
+
+    async def members_of(
+        self, coll_uri: str, doc: dict[str, Any], *, kind: str | None = None, cache: bool = True
+    ) -> list[dict[str, Any]]:
+        """The members of a collection document already read: its further pages (``Members@odata.nextLink``)
+        read, links resolved (see :meth:`get_members`)."""
         members: list[Any] = list(doc.get("Members") or [])
         next_link = doc.get("Members@odata.nextLink")
         seen_pages: set[str] = set()

@@ -263,12 +263,16 @@ async def _full(
 
 async def _planned(c: RedfishClient, p: ChassisReads) -> tuple[str, list[dict[str, Any]]]:
     """One chassis as the plan says, the reads in parallel; _Replan when the answers no longer fit it."""
+    thermal = power = None
     try:
-        docs, thermal, power = await asyncio.gather(
-            c.get_members(p.sensors, kind="sensors", cache=False, ignore_errors=False) if p.sensors else _none(),
-            c.get(p.thermal, kind="sensors", cache=False) if p.thermal else _none(),
-            c.get(p.power, kind="sensors", cache=False) if p.power else _none(),
-        )
+        if p.sensors and not (p.thermal or p.power):  # the common case: one read, no task to gather
+            docs = await _sensor_docs(c, p.sensors)
+        else:
+            docs, thermal, power = await asyncio.gather(
+                _sensor_docs(c, p.sensors) if p.sensors else _none(),
+                c.get(p.thermal, kind="sensors", cache=False) if p.thermal else _none(),
+                c.get(p.power, kind="sensors", cache=False) if p.power else _none(),
+            )
     except RedfishError as exc:
         if not _is_soft(exc):
             raise
@@ -283,6 +287,27 @@ async def _planned(c: RedfishClient, p: ChassisReads) -> tuple[str, list[dict[st
             raise _Replan  # emptied, or sparse now and the legacy resources were not in the plan
         return _combine(modern, legacy_readings(thermal, power))
     return _combine([], legacy_readings(thermal, power))
+
+
+async def _sensor_docs(c: RedfishClient, uri: str) -> list[dict[str, Any]]:
+    """The members of a Sensors collection, read live. Where the service expands it (one request), the members are
+    taken as they came when every one is a whole resource, once each (what ``get_members`` would return, without
+    its per-member link bookkeeping); anything else (pages, links) goes through the client's ``members_of``."""
+    query = None if c._expand_broken else c.caps.expand_query(1)
+    if query is None:
+        return await c.get_members(uri, kind="sensors", cache=False, ignore_errors=False)
+    doc = await c.get(uri, kind="sensors", query=query, cache=False)
+    members = doc.get("Members")
+    if type(members) is list and "Members@odata.nextLink" not in doc:
+        ids = set()
+        for m in members:
+            if type(m) is not dict or "Id" not in m:  # a link left unexpanded (or not a resource)
+                break
+            ids.add(m.get("@odata.id"))
+        else:
+            if len(ids) == len(members):
+                return members
+    return await c.members_of(uri, doc, kind="sensors", cache=False)
 
 
 async def _none() -> None:
