@@ -312,32 +312,38 @@ class RedfishHandler:
                 if key.startswith("@") or key == "Actions" or key.endswith("@odata.nextLink"):
                     continue
                 links = in_links or key in ("Links", "RelatedItem")
-                if isinstance(value, dict) and set(value) == {"@odata.id"} and not (key == "Oem"):
-                    if (mode == "*") or (mode == "." and not links) or (mode == "~" and links):
-                        sub = self._sub(node, str(value["@odata.id"]), mode, levels - 1, seen)
-                        if sub is not None:
-                            obj[key] = sub
+                if isinstance(value, dict):
+                    if len(value) == 1 and "@odata.id" in value and key != "Oem":  # a bare link
+                        if (mode == "*") or (mode == "." and not links) or (mode == "~" and links):
+                            sub = self._sub(node, str(value["@odata.id"]), mode, levels - 1, seen)
+                            if sub is not None:
+                                obj[key] = sub
+                    else:
+                        self._expand_into(node, value, mode, levels, links, seen)
                 elif isinstance(value, list):
+                    expand_it = (mode == "*") or (mode == "." and not links) or (mode == "~" and links)
                     for i, item in enumerate(value):
-                        if isinstance(item, dict) and set(item) == {"@odata.id"}:
-                            expand_it = (mode == "*") or (mode == "." and not links) or (mode == "~" and links)
+                        if not isinstance(item, dict):
+                            continue
+                        if len(item) == 1 and "@odata.id" in item:
                             if expand_it:
                                 sub = self._sub(node, str(item["@odata.id"]), mode, levels - 1, seen)
                                 if sub is not None:
                                     value[i] = sub
-                        elif isinstance(item, dict):
+                        else:
                             self._expand_into(node, item, mode, levels, links, seen)
-                elif isinstance(value, dict):
-                    self._expand_into(node, value, mode, levels, links, seen)
         return obj
 
     def _sub(self, node: SimNode, uri: str, mode: str, levels: int, seen: set[str]) -> Any:
-        canon = node.resolve(uri.split("?", 1)[0].split("#", 1)[0])
+        if "?" in uri or "#" in uri:
+            uri = uri.split("?", 1)[0].split("#", 1)[0]
+        canon = node.resolve(uri)
         if canon is None or not node.visible(canon) or "/JsonSchemas" in canon or "/Registries" in canon:
             return None
-        sess = node.session_by_path(canon)
-        if sess is not None:
-            return node.session_doc(sess)
+        if node.sessions:
+            sess = node.session_by_path(canon)
+            if sess is not None:
+                return node.session_doc(sess)
         if levels <= 0:
             # a leaf: embed the member exactly as a GET of it answers (identity and ETag applied), no re-parse
             out = node.render_bytes(canon)
