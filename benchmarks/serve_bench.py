@@ -31,9 +31,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 GOAL_P99_S = 2.0
@@ -55,21 +57,56 @@ def cached_feeder_class() -> Any:
     (kept as serialized JSON with a placeholder time, so a resend costs one bytes.replace); nodes with a fault are
     read every round, so a fault reaches serve exactly as the simulator shows it. The simulator's in-band model
     costs milliseconds per 8-GPU node: a 1 Hz feed of thousands of nodes from one process would otherwise measure
-    the load generator, not serve."""
+    the load generator, not serve.
+
+    ``push_every`` N > 1 (columnar only): each node still samples every second but pushes every N seconds, its
+    rows of the seconds since its last push in one batch (1 Hz resolution kept), nodes spread over the N rounds; a
+    node with a fault (its Xid lines, its changed readings) pushes at once, every round, as an agent pushing
+    immediately when it sees an event would."""
     from redfleet.agent.simfeed import SimFeeder, TickStats
-    from redfleet.telemetry.columns import columnar_body
+    from redfleet.telemetry.columns import frame, from_samples
 
     class CachedFeeder(SimFeeder):  # type: ignore[misc]
-        def __init__(self, *a: Any, refresh: float = 30.0, **kw: Any) -> None:
+        def __init__(self, *a: Any, refresh: float = 30.0, push_every: int = 1, **kw: Any) -> None:
             super().__init__(*a, **kw)
-            self.encode = columnar_body if self.columnar else orjson.dumps
             self.refresh = refresh
-            self.templates: dict[str, bytes] = {}
+            self.push_every = max(1, push_every) if self.columnar else 1
+            self.templates: dict[str, Any] = {}
             self.cursor = 0
+            self.round = 0
+            self.times: list[float] = []  # the last push_every round times
+            self.last_push: dict[str, int] = {}  # node -> round of its last push
+
+        def encode(self, b: dict[str, Any]) -> Any:
+            """A columnar batch as (header up to its closing brace, columns JSON, one row as float64 bytes), or
+            JSON bytes when not columnar (or no per-GPU sample)."""
+            if not self.columnar:
+                return orjson.dumps(b)
+            got = from_samples(b)
+            if got is None:  # nothing per GPU (a hung host): the header alone
+                return orjson.dumps(b)[:-1], None, b"", 0
+            metrics, gpus, rows, rest = got
+            row = np.asarray([[np.nan if v is None else v for v in r] for r in rows.values()], dtype="<f8")
+            return (orjson.dumps({**b, "samples": rest})[:-1], orjson.dumps({"metrics": metrics, "gpus": gpus}),
+                    row[-1].tobytes(), len(metrics) * len(gpus))
+
+        @staticmethod
+        def body(enc: Any, times: list[float], now_b: bytes) -> tuple[bytes, int]:
+            if isinstance(enc, bytes):
+                return enc.replace(PLACEHOLDER_BYTES, now_b), 0
+            head, cols, row, width = enc
+            if cols is None:
+                return frame(head.replace(PLACEHOLDER_BYTES, now_b) + b"}", b""), 0
+            header = b"".join((head.replace(PLACEHOLDER_BYTES, now_b), b',"columns":', cols, b',"ts":',
+                               orjson.dumps(times), b"}"))
+            return frame(header, row * len(times)), width * len(times)
 
         async def tick(self, now: float | None = None) -> Any:
             t0 = time.perf_counter()
             now = time.time() if now is None else now
+            self.round += 1
+            every = self.push_every
+            self.times = [*self.times, now][-every:]
             names = self.node_names()
             faulty = set(self.fleet.dynamics.faulty)
             per_round = max(1, int(len(names) * self.interval / self.refresh))
@@ -77,23 +114,36 @@ def cached_feeder_class() -> Any:
             self.cursor = (self.cursor + per_round) % max(1, len(names))
             fresh = sorted({n for n in names if n in faulty or n not in self.templates} | set(rot))
             st = TickStats()
-            encode = self.encode
-            bodies: dict[str, bytes] = {}
-            for name, b in await super().build(now, names=fresh):
-                bodies[name] = encode(b)
-                st.events += len(b["events"])
-                t = {**b, "sent_at": PLACEHOLDER, "events": [], "nvme": [],
-                     "samples": [{**x, "ts": PLACEHOLDER} for x in b["samples"]]}
-                self.templates[name] = encode(t)
             now_b = repr(float(now)).encode()
             items = []
+            built: dict[str, Any] = {}
+            for name, b in await super().build(now, names=fresh):
+                st.events += len(b["events"])
+                if name in faulty or b["events"] or name not in self.templates:
+                    built[name] = self.encode(b)  # pushed now, with what the simulator shows now
+                t = {**b, "sent_at": PLACEHOLDER, "events": [], "nvme": [],
+                     "samples": [{**x, "ts": PLACEHOLDER} for x in b["samples"]]}
+                self.templates[name] = self.encode(t)
             for name in names:
-                body = bodies.get(name)
-                if body is None:
+                last = self.last_push.get(name)
+                enc = built.get(name)
+                if enc is not None:
+                    pending = self.round - last - 1 if last is not None else 0
+                    if pending > 0 and every > 1 and name in self.templates:  # the seconds not pushed yet, first
+                        body, n = self.body(self.templates[name], self.times[-1 - pending:-1], now_b)
+                        items.append((body, self.token(name)))
+                        st.samples += n
+                    body, n = self.body(enc, [now], now_b)
+                elif every > 1 and (self.round + zlib.crc32(name.encode())) % every:
+                    continue  # not this node's round
+                else:
                     tpl = self.templates.get(name)
                     if tpl is None:
                         continue
-                    body = tpl.replace(PLACEHOLDER_BYTES, now_b)
+                    rows = min(every, self.round - last if last is not None else 1)
+                    body, n = self.body(tpl, self.times[-rows:], now_b)
+                self.last_push[name] = self.round
+                st.samples += n
                 items.append((body, self.token(name)))
             st.nodes = len(items)
             st.count(await self.client.post_many(items))
@@ -117,7 +167,7 @@ async def sim_worker(args: argparse.Namespace) -> None:
         serve = json.loads(line)
         feeder = cached_feeder_class()(serve["url"], serve["token"], fleet=fleet, interval=args.agent_interval,
                                        hung="report", nvme_every=600.0, connections=8, depth=64,
-                                       refresh=args.refresh, columnar=args.columnar)
+                                       refresh=args.refresh, columnar=args.columnar, push_every=args.push_every)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         stats_path = Path(args.fleet_out).with_suffix(".feeder.json")
@@ -228,10 +278,11 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
     sim = subprocess.Popen([sys.executable, "-m", "benchmarks", "serve_bench", "--worker", "--nodes", str(nodes),
                             "--flavor", args.flavor, "--fleet-out", str(fleet_file),
                             "--agent-interval", str(args.agent_interval), "--refresh", str(args.refresh),
-                            "--columnar" if args.columnar else "--no-columnar"],
+                            "--columnar" if args.columnar else "--no-columnar", "--push-every", str(args.push_every)],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     serve: subprocess.Popen[str] | None = None
-    out: dict[str, Any] = {"nodes": nodes, "flavor": args.flavor, "collect": args.collect}
+    out: dict[str, Any] = {"nodes": nodes, "flavor": args.flavor, "collect": args.collect,
+                           "encoding": "columnar" if args.columnar else "json"}
     try:
         assert sim.stdout is not None and sim.stdin is not None
         t0 = time.monotonic()
@@ -263,7 +314,8 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
         out["serve_cpu_cores"] = round(cpu / (w1 - w0), 2)
         out["ingest_samples_per_cpu_s"] = round(samples / cpu) if cpu > 0 else None
         out["batches_per_s"] = round((st1["batches_total"] - st0["batches_total"]) / (w1 - w0), 1)
-        out["expected_batches_per_s"] = round(nodes / args.agent_interval, 1)
+        out["expected_batches_per_s"] = round(nodes / args.agent_interval / args.push_every, 1)
+        out["push_every_s"] = args.push_every * args.agent_interval
         out["rss_mib"] = round(proc_rss_mib(serve.pid), 1)
         out["collector"] = st1.get("collector")
         # detection latency: faults at spread instants on distinct nodes
@@ -303,6 +355,13 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
         stop_all((serve, sim))
 
 
+def push_note(args: argparse.Namespace) -> str:
+    if args.push_every == 1:
+        return ""
+    return (f" and pushes every {args.push_every * args.agent_interval:g} s (rows of 1 Hz samples per batch; at once"
+            " on a fault)")
+
+
 def _ts(iso: str) -> float:
     from datetime import datetime
 
@@ -323,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="fault-free nodes re-read from the simulator every this many seconds (see CachedFeeder)")
     ap.add_argument("--columnar", action=argparse.BooleanOptionalAction, default=True,
                     help="the feeder sends the columnar encoding (--no-columnar: one JSON object per sample)")
+    ap.add_argument("--push-every", type=int, default=1,
+                    help="agents push every N s, N rows of 1 Hz samples per batch, at once on a fault (columnar)")
     ap.add_argument("--detect-timeout", type=float, default=120.0, help="give up on a fault after this long")
     ap.add_argument("--window", type=float, default=20.0, help="steady-state measuring window (s)")
     ap.add_argument("--warmup-max", type=float, default=300.0)
@@ -339,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         for n in scales:
             print(f"--- {n} nodes ({args.flavor}, sensors every {args.sensors_interval:g} s"
-                  f"{'' if args.collect else ' OFF'}, agent every {args.agent_interval:g} s)", flush=True)
+                  f"{'' if args.collect else ' OFF'}, agent samples every {args.agent_interval:g} s"
+                  f"{push_note(args)}"
+                  f", {'columnar' if args.columnar else 'JSON'} encoding)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 r = run_scale(args, n, Path(tmp))
                 results.append(r)

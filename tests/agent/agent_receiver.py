@@ -4,10 +4,11 @@ helper's loopback block 127.18.0.0/16."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
+from redfleet.api.ingest import IngestError, decode
 from redfleet.model.ingest import IngestBatch
 
 ADDR = "127.18.0.1"
@@ -21,6 +22,7 @@ class Receiver:
         self.tokens = tokens
         self.host = host
         self.batches: list[IngestBatch] = []
+        self.columns: list[tuple[str, Any]] = []  # (node, Columns) of each columnar batch
         self.auth_headers: list[str | None] = []
         self.requests = 0
         self.fail_next = 0
@@ -43,14 +45,16 @@ class Receiver:
         if self.fail_next > 0:
             self.fail_next -= 1
             return web.json_response({"detail": "busy"}, status=self.fail_status)
-        try:
-            batch = IngestBatch.model_validate_json(body)
-        except ValidationError as exc:
-            return web.json_response({"detail": str(exc)[:500]}, status=422)
+        try:  # serve's own decoding: the JSON IngestBatch or a columnar encoding, by Content-Type
+            batch, cols = decode(body, request.headers.get("Content-Type"))
+        except IngestError as exc:
+            return web.json_response({"detail": str(exc.detail)[:500]}, status=exc.status)
         want = self.tokens if isinstance(self.tokens, str) else self.tokens.get(batch.node)
         if request.headers.get("Authorization") != f"Bearer {want}":
             return web.json_response({"detail": "bad token"}, status=401)
         self.batches.append(batch)
+        if cols is not None:
+            self.columns.append((batch.node, cols))
         self.got.set()
         return web.json_response({"accepted_samples": len(batch.samples), "accepted_events": len(batch.events),
                                   "node": batch.node})

@@ -269,3 +269,34 @@ async def test_cli_sim_feed_one_round(fleet: SimFleet):
         assert b"sent 3 batches" in out
     finally:
         await r.stop()
+
+
+@pytest.mark.parametrize("refresh", [None, 3600.0])
+async def test_columnar_feed_carries_the_same_readings(fleet: SimFleet, rx: Receiver, refresh: float | None):
+    """columnar=True: each node's GPU fields as one row of columns (binary framing), the same values the JSON
+    feed sends as samples; held rounds resend them with the round's time; an Xid 79 still arrives at once, the
+    lost GPU's columns gone from the layout."""
+    name, n_gpus = _gpu_node(fleet)
+    async with SimFeeder(rx.url, TOKENS, fleet=fleet, nvme_every=0, columnar=True, refresh=refresh) as feeder:
+        st = await feeder.tick(now=1000.0)
+        assert (st.nodes, st.sent, st.failed) == (3, 3, 0)
+        cols = [c for n, c in rx.columns if n == name][-1]
+        assert cols.layout.gpus == tuple(range(n_gpus)) and cols.ts.tolist() == [1000.0]
+        assert cols.count == cols.layout.size == n_gpus * len(cols.layout.metrics) >= n_gpus * 30
+        st_node = feeder.state[name]
+        want = {(m, g): float(v) for g, f in st_node.fields.items() if f for m, v in f.items()}
+        got = {(cols.layout.metric_of[c], cols.layout.gpu_of[c]): v for c, v in enumerate(cols.values[0].tolist())}
+        assert got == want
+        b = _last(rx, name)
+        assert len(b.gpus) == n_gpus and b.samples == []  # the GPU fields are in the columns only
+        await feeder.tick(now=1001.0)
+        again = [c for n, c in rx.columns if n == name][-1]
+        assert again.ts.tolist() == [1001.0] and _last(rx, name).sent_at == 1001.0
+        if refresh:  # held: the same readings, this round's time
+            assert again.values.tolist() == cols.values.tolist()
+        fleet.dynamics.inject(name, "xid", gpu=1, xid=79)
+        await feeder.tick(now=1002.0)
+        b = _last(rx, name)
+        assert (1, 79) in [(e.gpu, e.code) for e in b.events if e.kind == "xid"]
+        lost = [c for n, c in rx.columns if n == name][-1]
+        assert 1 not in lost.layout.gpus and len(lost.layout.gpus) == n_gpus - 1

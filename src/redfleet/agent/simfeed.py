@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 
 from redfleet.agent.actions import Remembered, check_command, parse_commands
@@ -104,11 +105,13 @@ class NodeFeedState:
         self.fields_at = -1e18
         self.sig: tuple[Any, ...] | None = None
         self.gen = 0  # bumped at each computation of ``fields``
-        self.frag: bytes | None = None  # the GPU samples as JSON, timestamps a placeholder (see encode_batch)
+        self.frag: Any = None  # the GPU samples as JSON, timestamps a placeholder (see encode_batch); columnar:
+        # (columns JSON, the row as float64 bytes)
         self.frag_n = 0
         self.frag_gen = -1
         self.nvme_sig: Any = None  # the fault set when NVMe logs were last read
-        self.body: bytes | None = None  # held mode: the last batch with placeholder times (SimFeeder._held_fast)
+        self.body: Any = None  # held mode: the last batch with placeholder times (SimFeeder._held_fast); columnar:
+        # (header, rows) framed when sent
         self.body_n = 0
         self.body_up = False
 
@@ -180,8 +183,8 @@ def encode_batch(doc: Doc, state: NodeFeedState, now: float, *, nvme: bool = Tru
     """The batch as JSON bytes (and its sample and event counts), as :func:`batch_from_inband` would give it.
     The GPU samples are serialized once per computation of the node's fields (``doc["_gen"]``) with a placeholder
     timestamp, then only the timestamp is replaced: a held node costs a byte replace, not 300 dicts.
-    ``columnar``: the GPU fields as one row of columns (:mod:`redfleet.telemetry.columns`; sent with its
-    Content-Type), the row packed once per computation of the fields."""
+    ``columnar``: the GPU fields as one row of columns in the binary framing (:mod:`redfleet.telemetry.columns`;
+    sent with its Content-Type), the row packed once per computation of the fields."""
     b = batch_from_inband(doc, state, now, nvme=nvme, hung=hung, gpu_samples=False)
     if b is None:
         return None
@@ -207,28 +210,35 @@ def encode_batch(doc: Doc, state: NodeFeedState, now: float, *, nvme: bool = Tru
 
 
 def _encode_columnar(doc: Doc, b: Doc, state: NodeFeedState, now: float) -> tuple[bytes, int, int]:
+    """The binary columnar body (:data:`redfleet.telemetry.columns.BINARY_TYPE`): see :func:`columnar_parts`."""
+    header, rows, n, n_events = columnar_parts(doc, b, state, now)
+    return columns.frame(header, rows), n, n_events
+
+
+def columnar_parts(doc: Doc, b: Doc, state: NodeFeedState, now: float) -> tuple[bytes, bytes, int, int]:
+    """(JSON header, float64 rows, values, events) of a node's batch ``b`` with the GPU fields of ``doc`` as one
+    row of columns; the row is packed once per computation of the fields (``doc["_gen"]``)."""
     gpus = [] if doc.get("os_state") in ("hung", "down") else [g for g in doc.get("gpus") or () if g.get("fields")]
     if not gpus:
-        return orjson.dumps(b), len(b["samples"]), len(b["events"])
+        return orjson.dumps(b), b"", len(b["samples"]), len(b["events"])
     gen = doc.get("_gen")
     if gen is not None and state.frag_gen == gen and state.frag is not None:
-        frag, n_gpu = state.frag, state.frag_n
+        cols, rows = state.frag
+        n_gpu = state.frag_n
     else:
         metrics = list(gpus[0]["fields"])
         if any(list(g["fields"]) != metrics for g in gpus):  # not one layout: the per-sample encoding
-            rows = [{"metric": k, "value": v, "ts": now, "gpu": int(g["gpu"])}
-                    for g in gpus for k, v in g["fields"].items()]
-            b["samples"] = rows + b["samples"]
-            return orjson.dumps(b), len(b["samples"]), len(b["events"])
+            b["samples"] = [{"metric": k, "value": v, "ts": now, "gpu": int(g["gpu"])}
+                            for g in gpus for k, v in g["fields"].items()] + b["samples"]
+            return orjson.dumps(b), b"", len(b["samples"]), len(b["events"])
         row = [float(g["fields"][m]) for g in gpus for m in metrics]
-        frag = orjson.dumps({"metrics": metrics, "gpus": [int(g["gpu"]) for g in gpus]}) + b',"values_f64":' + \
-            orjson.dumps(columns.pack(row))
+        cols = orjson.dumps({"metrics": metrics, "gpus": [int(g["gpu"]) for g in gpus]})
+        rows = np.asarray(row, dtype="<f8").tobytes()
         n_gpu = len(row)
         if gen is not None:
-            state.frag, state.frag_n, state.frag_gen = frag, n_gpu, gen
-    body = orjson.dumps(b)
-    body = body[:-1] + b',"columns":' + frag + b',"ts":[' + orjson.dumps(now) + b"]}"
-    return body, n_gpu + len(b["samples"]), len(b["events"])
+            state.frag, state.frag_n, state.frag_gen = (cols, rows), n_gpu, gen
+    header = orjson.dumps(b)[:-1] + b',"columns":' + cols + b',"ts":[' + orjson.dumps(now) + b"]}"
+    return header, rows, n_gpu + len(b["samples"]), len(b["events"])
 
 
 class SimFeeder:
@@ -261,7 +271,7 @@ class SimFeeder:
         self.hung = hung
         self.columnar = columnar
         self.client = PipelinedClient(self.url, connections=connections, depth=depth, timeout=timeout,
-                                      content_type=columns.CONTENT_TYPE if columnar else "application/json")
+                                      content_type=columns.BINARY_TYPE if columnar else "application/json")
         self.state: dict[str, NodeFeedState] = {}
         self.control_concurrency = control_concurrency
         self.chunk = max(1, chunk)
@@ -485,10 +495,13 @@ class SimFeeder:
             if sig != ns.sig:
                 rest.append(name)
                 continue
-            body = ns.body.replace(_NOW_B, now_b)
+            held = ns.body
+            body = (held[0] if self.columnar else held).replace(_NOW_B, now_b)
             if ns.body_up:
                 up = None if nd.boot_at is None or state == "down" else round(max(0.0, t - nd.boot_at), 1)
                 body = body.replace(_UP_B, orjson.dumps(up))
+            if self.columnar:
+                body = columns.frame(body, held[1])
             st.samples += ns.body_n
             items.append((body, self.token(name)))
             if who is not None:
@@ -502,8 +515,15 @@ class SimFeeder:
         if with_nvme or n_events or doc.get("_gen") is None:
             return
         up = doc.get("uptime_s")
-        enc = encode_batch({**doc, "uptime_s": _UP if up is not None else None}, ns, _NOW, nvme=False,
-                           columnar=self.columnar)
+        held = {**doc, "uptime_s": _UP if up is not None else None}
+        if self.columnar:
+            b = batch_from_inband(held, ns, _NOW, nvme=False, hung=self.hung, gpu_samples=False)
+            if b is None or b["events"]:
+                return
+            header, rows, n, _ = columnar_parts(held, b, ns, _NOW)
+            ns.body, ns.body_n, ns.body_up = (header, rows), n, up is not None
+            return
+        enc = encode_batch(held, ns, _NOW, nvme=False)
         if enc is None or enc[2]:
             return
         ns.body, ns.body_n, ns.body_up = enc[0], enc[1], up is not None

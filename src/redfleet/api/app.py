@@ -30,6 +30,7 @@ from redfleet.api.ingest import FastIngest, IngestError, accept, decode
 from redfleet.model.ingest import IngestBatch, IngestResult
 from redfleet.redfish.fleet import NodeTarget
 from redfleet.store import FleetStore, NodeRecord, NotFoundError
+from redfleet.telemetry.columns import BINARY_TYPE as COLUMNS_BINARY_TYPE
 from redfleet.telemetry.columns import CONTENT_TYPE as COLUMNS_CONTENT_TYPE
 from redfleet.telemetry.hub import Hub, _jsonable
 
@@ -459,8 +460,8 @@ def create_app(
 
     ingest_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}},
-        COLUMNS_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/IngestBatch"},
-                               "description": "IngestBatch plus columns/ts/values (see redfleet.telemetry.columns)"}}}}
+        COLUMNS_CONTENT_TYPE: {"schema": {"type": "object"}},  # IngestBatch + columns/ts/values
+        COLUMNS_BINARY_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}  # see redfleet.telemetry.columns
 
     @r.post("/ingest", response_model=IngestResult, openapi_extra=ingest_body,
             summary="An in-band agent's batch (per-node agent token)",

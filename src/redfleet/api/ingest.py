@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from redfleet.model.ingest import IngestBatch
-from redfleet.telemetry.columns import CONTENT_TYPE, Columns, ColumnsError, split
+from redfleet.telemetry.columns import BINARY_TYPE, CONTENT_TYPE, Columns, ColumnsError, split, unframe
 
 INGEST_PATH = "/api/v1/ingest"
 MAX_BODY = 64 << 20
@@ -46,8 +46,12 @@ class IngestError(Exception):
         self.headers = headers or {}
 
 
-def is_columnar(content_type: str | None) -> bool:
-    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == CONTENT_TYPE  # type: ignore[union-attr]
+def encoding(content_type: str | None) -> str:
+    """"json" (IngestBatch), "columns" (columnar JSON) or "binary" (columnar, binary rows)."""
+    if not content_type:
+        return "json"
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return "binary" if ct == BINARY_TYPE else "columns" if ct == CONTENT_TYPE else "json"
 
 
 def _invalid(exc: ValidationError) -> IngestError:
@@ -56,19 +60,26 @@ def _invalid(exc: ValidationError) -> IngestError:
 
 def decode(body: bytes, content_type: str | None) -> tuple[IngestBatch, Columns | None]:
     """The batch and, for the columnar encoding, its columns. Raises :class:`IngestError` (422)."""
-    if not is_columnar(content_type):
+    enc = encoding(content_type)
+    if enc == "json":
         try:  # pydantic-core validates the raw JSON in one pass (no intermediate Python objects)
             return IngestBatch.model_validate_json(body), None
         except ValidationError as exc:
             raise _invalid(exc) from None
+    packed = None
     try:
-        doc = orjson.loads(body)
+        if enc == "binary":
+            doc, packed = unframe(body)
+        else:
+            doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise IngestError(422, [{"type": "json_invalid", "loc": ["body"], "msg": f"Invalid JSON: {exc}"}]) from None
+    except ColumnsError as exc:
+        raise IngestError(422, [{"type": "value_error", "loc": ["body"], "msg": str(exc)}]) from None
     if not isinstance(doc, dict):
         raise IngestError(422, [{"type": "model_type", "loc": ["body"], "msg": "Input should be an object"}])
     try:
-        cols = split(doc)
+        cols = split(doc, packed)
     except ColumnsError as exc:
         raise IngestError(422, [{"type": "value_error", "loc": ["body", "columns"], "msg": str(exc)}]) from None
     gpus = doc.get("gpus")

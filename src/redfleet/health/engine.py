@@ -287,6 +287,17 @@ class _Node:
         return self.node_model
 
 
+def _carry(prev: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row's preceding values with NaN (not read) carried over from the row before: ``out[r]`` is what was
+    last read before row ``r + 1``."""
+    out = np.empty_like(rows)
+    cur = prev.copy()
+    for r in range(rows.shape[0]):
+        np.copyto(cur, rows[r], where=rows[r] == rows[r])
+        out[r] = cur
+    return out
+
+
 class _ColPlan:
     """What the metric rules read in one column layout. ``cols``: the columns some rule applies to (GPU fields
     carry no labels: a rule's label patterns must accept ""); ``col_of``: (rule id, GPU) -> position in ``cols``;
@@ -459,31 +470,28 @@ class HealthEngine:
         if not n.seen:
             n.seen = True
             self._mark(n)
-        metric_of, gpu_of, col_of = lay.metric_of, lay.gpu_of, plan.col_of
+        metric_of, gpu_of = lay.metric_of, lay.gpu_of
+        rvs = cols.values[:, plan.cols]  # the rule columns of every row
         prev = n.colprev.get(lay.key)
+        if prev is None or prev.shape[0] != rvs.shape[1]:
+            prev = None
+            moved: np.ndarray = np.ones(rvs.shape, dtype=bool)
+        else:
+            before = np.vstack((prev[None, :], rvs[:-1]))
+            moved = rvs != before  # NaN (not read) compares unequal: filtered below
+            if np.isnan(rvs).any():  # a value not read does not move its column's last value
+                before = np.vstack((prev[None, :], _carry(prev, rvs)[:-1]))
+                moved = rvs != before
+        any_moved: list[bool] = [bool(x) for x in np.any(moved, axis=1)]
+        hot = self._hot(n, plan)
         fed = 0
         for r, ts in enumerate(cols.ts.tolist()):
-            rv = cols.values[r].take(plan.cols)
-            pick: set[int]
-            if prev is None:
-                pick = set(range(plan.cols.size))
-            else:
-                ch = rv != prev  # NaN (not read) compares unequal: filtered below
-                pick = set(np.flatnonzero(ch).tolist()) if ch.any() else set()
-                if pick:
-                    pick = {i for i in pick if plan.wants(n, i, rv[i])}
-                pick.update(plan.always)
-                for key, st in n.conds.items():  # conditions pending or active see every sample
-                    if st.active or st.incs or st.prev is None or st.true_since is not None:
-                        i = col_of.get((key[0], key[1])) if not key[2] else None
-                        if i is not None:
-                            pick.add(i)
-            if prev is None or prev.shape != rv.shape:
-                prev = n.colprev[lay.key] = rv.copy()
-            else:
-                np.copyto(prev, rv, where=rv == rv)
-            if not pick:
+            if not any_moved[r] and not hot:
                 continue
+            rv = rvs[r]
+            pick = set(hot)
+            if any_moved[r]:
+                pick.update(i for i in np.flatnonzero(moved[r]).tolist() if prev is None or plan.wants(n, i, rv[i]))
             batch = []
             for i in sorted(pick):
                 v = float(rv[i])
@@ -493,7 +501,23 @@ class HealthEngine:
             if batch:
                 fed += len(batch)
                 self.observe_samples(node, batch, now)
+                hot = self._hot(n, plan)  # fed conditions may have started or stopped being pending
+        last = rvs[-1] if prev is None else _carry(prev, rvs)[-1] if np.isnan(rvs).any() else rvs[-1]
+        n.colprev[lay.key] = last.copy()
         return fed
+
+    @staticmethod
+    def _hot(n: _Node, plan: _ColPlan) -> list[int]:
+        """Positions (in ``plan.cols``) of the series with a condition pending or active (they see every sample)
+        and of those fed every row."""
+        hot = list(plan.always)
+        col_of = plan.col_of
+        for key, st in n.conds.items():
+            if st.active or st.incs or st.prev is None or st.true_since is not None:
+                i = col_of.get((key[0], key[1])) if not key[2] else None
+                if i is not None:
+                    hot.append(i)
+        return hot
 
     @staticmethod
     def _drop_cond(n: _Node, key: tuple[str, int | None, LabelsKey]) -> None:

@@ -9,8 +9,11 @@ field (``samples`` keeps the samples that do not fit the columns: NVMe, labelled
 - ``columns``: ``{"metrics": [DCGM field names], "gpus": [GPU indices]}``; the columns are GPU-major: for each GPU,
   each metric (8 GPUs x 39 fields: 312 columns);
 - ``ts``: one time per row (seconds since the epoch), oldest first;
-- ``values``: the rows, one JSON array of numbers per ``ts`` (``null``: not read), or ``values_f64``: the same numbers
-  as little-endian float64, row-major, base64 (NaN: not read).
+- ``values``: the rows, one JSON array of numbers per ``ts`` (``null``: not read).
+
+The same without JSON numbers: ``Content-Type: application/vnd.redfleet.ingest-columns`` (:data:`BINARY_TYPE`), the
+body is a 4-byte little-endian length N, N bytes of the JSON object above without ``values``, then the rows as
+little-endian float64, row-major (NaN: not read). Decoding 312 numbers from JSON costs ~25 us, from here ~1 us.
 
 A row per second keeps 1 Hz resolution; an agent may send several rows per push. Serve stores and judges the rows
 without a Python object per value (:class:`redfleet.telemetry.series.SeriesStore.add_columns`,
@@ -19,8 +22,6 @@ without a Python object per value (:class:`redfleet.telemetry.series.SeriesStore
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,9 +29,10 @@ import numpy as np
 import orjson
 
 CONTENT_TYPE = "application/vnd.redfleet.ingest-columns+json"
+BINARY_TYPE = "application/vnd.redfleet.ingest-columns"
 MAX_COLUMNS = 100_000
 MAX_ROWS = 3600
-COLUMN_FIELDS = ("columns", "ts", "values", "values_f64")
+COLUMN_FIELDS = ("columns", "ts", "values")
 
 
 class ColumnsError(ValueError):
@@ -88,12 +90,34 @@ class Columns:
                 for c, v in enumerate(row) if v == v]
 
 
-def split(doc: dict[str, Any]) -> Columns | None:
-    """Take the columnar fields out of a parsed body (the rest is an ``IngestBatch``); None when it has none."""
+def unframe(body: bytes) -> tuple[Any, memoryview]:
+    """A binary body: (its parsed JSON header, the float64 rows' bytes)."""
+    if len(body) < 4:
+        raise ColumnsError("a binary columnar body starts with its header's length (4 bytes)")
+    n = int.from_bytes(body[:4], "little")
+    if n > len(body) - 4:
+        raise ColumnsError(f"header length {n} is beyond the body ({len(body)} bytes)")
+    view = memoryview(body)
+    try:
+        doc = orjson.loads(view[4:4 + n])
+    except orjson.JSONDecodeError as exc:
+        raise ColumnsError(f"header: invalid JSON: {exc}") from None
+    return doc, view[4 + n:]
+
+
+def frame(header: bytes, rows: bytes) -> bytes:
+    """A binary body from a JSON header (an object, no ``values``) and the rows as float64 LE bytes."""
+    return b"".join((len(header).to_bytes(4, "little"), header, rows))
+
+
+def split(doc: dict[str, Any], packed: memoryview | bytes | None = None) -> Columns | None:
+    """Take the columnar fields out of a parsed body (the rest is an ``IngestBatch``); None when it has none.
+    ``packed``: the rows of a binary body (:func:`unframe`)."""
     cols = doc.pop("columns", None)
     ts_raw = doc.pop("ts", None)
     rows = doc.pop("values", None)
-    packed = doc.pop("values_f64", None)
+    if packed is not None and not len(packed) and cols is None and ts_raw is None:
+        packed = None
     if cols is None and ts_raw is None and rows is None and packed is None:
         return None
     if not isinstance(cols, dict):
@@ -113,18 +137,12 @@ def split(doc: dict[str, Any]) -> Columns | None:
         raise ColumnsError("ts: finite numbers only")
     nrows = len(ts)
     if (rows is None) == (packed is None):
-        raise ColumnsError("give either values (JSON rows) or values_f64 (base64 float64)")
+        raise ColumnsError("values: the rows are required (JSON arrays, or float64 after a binary header)")
     if packed is not None:
-        if not isinstance(packed, str):
-            raise ColumnsError("values_f64: a base64 string is required")
-        try:
-            raw = binascii.a2b_base64(packed, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise ColumnsError("values_f64: not base64") from None
-        if len(raw) != 8 * nrows * width:
-            raise ColumnsError(f"values_f64: {len(raw)} bytes, {8 * nrows * width} expected ({nrows} rows x "
+        if len(packed) != 8 * nrows * width:
+            raise ColumnsError(f"rows: {len(packed)} bytes, {8 * nrows * width} expected ({nrows} rows x "
                                f"{width} columns x 8)")
-        values = np.frombuffer(raw, dtype="<f8").reshape(nrows, width).astype(np.float64)
+        values = np.frombuffer(packed, dtype="<f8").reshape(nrows, width)
     else:
         values = _rows(rows, nrows, width)
     if np.isinf(values).any():
@@ -179,22 +197,17 @@ def _rows(rows: Any, nrows: int, width: int) -> np.ndarray:
 # ---- encoding (agents, the simulator's feeder) ----------------------------------------------------------------
 
 
-def pack(values: Sequence[float] | np.ndarray) -> str:
-    """Rows (flattened, row-major) as ``values_f64``."""
-    return base64.b64encode(np.asarray(values, dtype="<f8").tobytes()).decode()
-
-
 def encode(batch: dict[str, Any], metrics: Sequence[str], gpus: Sequence[int], ts: Sequence[float],
            rows: Sequence[Sequence[float | None]], *, binary: bool = True) -> bytes:
     """A columnar body: ``batch`` (an IngestBatch-shaped dict, its ``samples`` the ones outside the columns) plus
-    the rows. ``binary``: values as ``values_f64`` (cheaper to decode) rather than JSON arrays."""
+    the rows; ``binary``: the :data:`BINARY_TYPE` framing (send it with that Content-Type), else JSON arrays."""
     doc = dict(batch)
     doc["columns"] = {"metrics": list(metrics), "gpus": list(gpus)}
     doc["ts"] = list(ts)
     if binary:
-        doc["values_f64"] = pack([np.nan if v is None else v for r in rows for v in r])
-    else:
-        doc["values"] = [list(r) for r in rows]
+        packed = np.asarray([[np.nan if v is None else v for v in r] for r in rows], dtype="<f8")
+        return frame(orjson.dumps(doc), packed.tobytes())
+    doc["values"] = [list(r) for r in rows]
     return orjson.dumps(doc)
 
 
@@ -223,10 +236,10 @@ def from_samples(batch: dict[str, Any]) -> tuple[list[str], list[int], dict[floa
 
 
 def columnar_body(batch: dict[str, Any], *, binary: bool = True) -> bytes:
-    """An IngestBatch-shaped dict as a columnar body (its per-GPU samples in columns); plain JSON when it has
-    none to put there."""
+    """An IngestBatch-shaped dict as a columnar body (its per-GPU samples in columns); without any to put there,
+    the batch alone (an empty row block)."""
     got = from_samples(batch)
     if got is None:
-        return orjson.dumps(batch)
+        return frame(orjson.dumps(batch), b"") if binary else orjson.dumps(batch)
     metrics, gpus, rows, rest = got
     return encode({**batch, "samples": rest}, metrics, gpus, list(rows), list(rows.values()), binary=binary)

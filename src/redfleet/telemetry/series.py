@@ -242,6 +242,38 @@ class Block:
         self.fn = min(self.fn + 1, self.cap)
         self.newest = ts
 
+    def add_rows(self, ts: np.ndarray, rows: np.ndarray) -> bool:
+        """Several rows at once when that is the plain case (times ascending after the newest, no NaN, steady
+        columns unchanged, fewer rows than the fine ring holds); False (nothing written) otherwise."""
+        n = len(ts)
+        if n < 2 or n >= self.cap or ts[0] < self.newest or (n > 1 and (np.diff(ts) < 0).any()):
+            return False
+        total = float(np.add.reduce(rows, axis=None))
+        if total != total or not (rows[:, self.steady] == self.steady_v).all():
+            return False
+        tl = ts.tolist()
+        if self.ccap > 0:  # coarse bookkeeping row by row (scalars), the writes below in one go
+            for r, t in enumerate(tl):
+                b = t // self.step
+                if b != self.cbkt:
+                    if self.fn or r:
+                        src_t, src = (tl[r - 1], rows[r - 1].take(self.vcols)) if r else \
+                            (self.fts[(self.fp - 1) % self.cap], self.fv[(self.fp - 1) % self.cap])
+                        self.cnew = (self.cnew + 1) % self.ccap if self.cn else 0
+                        self.cn = min(self.cn + 1, self.ccap)
+                        self.cts[self.cnew] = src_t
+                        self.cv[self.cnew] = src
+                    self.cbkt = b
+        idx = (self.fp + np.arange(n)) % self.cap
+        self.fts[idx] = ts
+        self.fv[idx] = rows[:, self.vcols]
+        self.fp = (self.fp + n) % self.cap
+        self.fn = min(self.fn + n, self.cap)
+        np.copyto(self.last, rows[-1])
+        self.last_ts.fill(tl[-1])
+        self.newest = tl[-1]
+        return True
+
     def _exact(self, ts: float, row: np.ndarray) -> None:
         seen = ~np.isnan(row)
         last = self.last
@@ -392,8 +424,9 @@ class SeriesStore:
                 del per[min(per, key=lambda k: per[k].newest)]
             blk = per[lay.key] = Block(lay, self.capacity, self.coarse_capacity, self.coarse_step)
         values = cols.values
-        for r, ts in enumerate(cols.ts.tolist()):
-            blk.add_row(ts, values[r])
+        if not blk.add_rows(cols.ts, values):
+            for r, ts in enumerate(cols.ts.tolist()):
+                blk.add_row(ts, values[r])
         return cols.count
 
     def _block_col(self, node: str, metric: str, gpu: int | None, labels: Mapping[str, str] | None
