@@ -44,7 +44,7 @@ class RedfishHandler:
         self.rng = random.Random(fleet.config.seed)
         self.latency = fleet.latency
         # expand.py's collection shells, by (template, collection); None: that collection goes the generic way
-        self._shells: dict[tuple[int, str], expand_fast.Shell | None] = {}
+        self._shells: dict[tuple[int, str, str, int], expand_fast.Shell | None] = {}
 
     # ---- entry ---------------------------------------------------------------------------------------------
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -190,7 +190,7 @@ class RedfishHandler:
         res = tpl.resources.get(canon)
         if res is not None and res.ctype != JSON_TYPE:
             return res.body, res.ctype, canon
-        if res is not None and len(params) == 1 and "$expand" in params and res.is_collection:
+        if res is not None and len(params) == 1 and "$expand" in params:
             body = self._leaf_expand(node, canon, params["$expand"])
             if body is not None:
                 return body, JSON_TYPE, canon
@@ -226,20 +226,24 @@ class RedfishHandler:
         return self._json_body(node, canon, doc, seen), JSON_TYPE, canon
 
     def _leaf_expand(self, node: SimNode, canon: str, expand: str) -> bytes | None:
-        """The bytes of a one-level $expand of a collection of leaves, when expand.py can make them (else None)."""
-        if not expand_fast.one_level(node, expand) or not expand_fast.can_use(node, canon) or _ENTRIES.search(canon):
+        """The bytes of an $expand of ``canon`` compiled by expand.py, when it can make them (else None)."""
+        if _ENTRIES.search(canon):
             return None
-        key = (id(node.template), canon)
+        parsed = expand_fast.parse(node, expand)
+        if parsed is None:
+            return None
+        key = (id(node.template), canon, *parsed)
         if key in self._shells:
             shell = self._shells[key]
         else:
-            shell = self._shells[key] = expand_fast.compile_shell(node.template, canon)
-        if shell is None:
+            shell = self._shells[key] = expand_fast.compile_shell(node.template, canon, *parsed,
+                                                                  node.facts.session_collection)
+        if shell is None or not expand_fast.can_use(node, shell):
             return None
-        body = expand_fast.render(node, shell, canon)
+        body = expand_fast.render(node, shell)
         if body is None:
             return None
-        return self._identity(node, canon, body, None)
+        return self._identity(node, canon, body, set(shell.seen))
 
     def _json_body(self, node: SimNode, path: str, doc: Doc, idents: set[str] | None = None) -> bytes:
         return self._identity(node, path, orjson.dumps(doc), idents)
