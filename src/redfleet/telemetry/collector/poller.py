@@ -25,7 +25,7 @@ from typing import Any
 
 from redfleet.redfish import RedfishClient, RetryPolicy, Timeouts, collect_inventory, power_state, read_sensors
 from redfleet.redfish.errors import RedfishError
-from redfleet.redfish.fleet import NodeTarget
+from redfleet.redfish.fleet import NodeTarget, raise_open_files
 from redfleet.redfish.tls import PinStore, TLSPolicy
 from redfleet.telemetry.hub import Hub
 
@@ -114,6 +114,8 @@ class Collector:
     # -- lifecycle
 
     def start(self) -> None:
+        # every node keeps its client (session, up to 2 keep-alive connections, an event stream) between polls
+        raise_open_files(len(self.targets) * 3 + 1024)
         for t in self.targets:
             self._tasks.append(asyncio.create_task(self._node_loop(self.state[t.name]), name=f"poll:{t.name}"))
 
