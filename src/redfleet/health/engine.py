@@ -230,6 +230,7 @@ class _Node:
         "gpus_present",
         "history",
         "hits",
+        "hot",
         "name",
         "node_model",
         "os_state",
@@ -266,6 +267,7 @@ class _Node:
         self.gpus_idx_known = True
         self.conds: dict[tuple[str, int | None, LabelsKey], _Cond] = {}
         self.colprev: dict[Any, Any] = {}  # column layout -> the rule columns' values in the last row seen
+        self.hot: tuple[Any, list[int]] | None = None  # (plan, its hot positions) until a condition may change
         self.cond_rules: dict[str, int] = {}  # rule id -> how many conds it has on this node
         self.xids: deque[_Xid] = deque(maxlen=XID_MAX)
         self.recovery: dict[int | None, tuple[int, float]] = {}
@@ -406,6 +408,7 @@ class HealthEngine:
         caller writes them to the series store itself (or uses ``observe_batch``)."""
         by_metric = self._by_metric
         n = self._nodes.get(node) or self._node(node)
+        n.hot = None  # conditions may start or stop being pending (see _hot)
         if not n.seen:
             n.seen = True
             self._mark(n)
@@ -471,18 +474,20 @@ class HealthEngine:
             n.seen = True
             self._mark(n)
         metric_of, gpu_of = lay.metric_of, lay.gpu_of
-        rvs = cols.values[:, plan.cols]  # the rule columns of every row
+        rvs = cols.values.take(plan.cols, axis=1)  # the rule columns of every row
         prev = n.colprev.get(lay.key)
+        with_nan = cols.count != cols.values.size
         if prev is None or prev.shape[0] != rvs.shape[1]:
             prev = None
             moved: np.ndarray = np.ones(rvs.shape, dtype=bool)
+            any_moved = [True] * len(rvs)
         else:
-            before = np.vstack((prev[None, :], rvs[:-1]))
-            moved = rvs != before  # NaN (not read) compares unequal: filtered below
-            if np.isnan(rvs).any():  # a value not read does not move its column's last value
-                before = np.vstack((prev[None, :], _carry(prev, rvs)[:-1]))
-                moved = rvs != before
-        any_moved: list[bool] = [bool(x) for x in np.any(moved, axis=1)]
+            if len(rvs) == 1:
+                moved = rvs != prev  # NaN (not read) compares unequal: filtered below
+            else:
+                before = _carry(prev, rvs)[:-1] if with_nan else rvs[:-1]
+                moved = rvs != np.vstack((prev[None, :], before))  # a NaN does not move its column's last value
+            any_moved = [bool(x) for x in np.any(moved, axis=1)] if len(rvs) > 1 else [bool(moved.any())]
         hot = self._hot(n, plan)
         fed = 0
         for r, ts in enumerate(cols.ts.tolist()):
@@ -502,14 +507,16 @@ class HealthEngine:
                 fed += len(batch)
                 self.observe_samples(node, batch, now)
                 hot = self._hot(n, plan)  # fed conditions may have started or stopped being pending
-        last = rvs[-1] if prev is None else _carry(prev, rvs)[-1] if np.isnan(rvs).any() else rvs[-1]
-        n.colprev[lay.key] = last.copy()
+        n.colprev[lay.key] = _carry(prev, rvs)[-1] if with_nan and prev is not None else rvs[-1].copy()
         return fed
 
     @staticmethod
     def _hot(n: _Node, plan: _ColPlan) -> list[int]:
         """Positions (in ``plan.cols``) of the series with a condition pending or active (they see every sample)
-        and of those fed every row."""
+        and of those fed every row. Kept until the node's conditions may have changed (a sample fed, the node
+        evaluated)."""
+        if n.hot is not None and n.hot[0] is plan:
+            return n.hot[1]
         hot = list(plan.always)
         col_of = plan.col_of
         for key, st in n.conds.items():
@@ -517,6 +524,7 @@ class HealthEngine:
                 i = col_of.get((key[0], key[1])) if not key[2] else None
                 if i is not None:
                     hot.append(i)
+        n.hot = (plan, hot)
         return hot
 
     @staticmethod
@@ -924,6 +932,7 @@ class HealthEngine:
         return changes
 
     def _eval_node(self, n: _Node, now: float) -> HealthChange | None:
+        n.hot = None  # timers may activate or drop conditions (see _hot)
         due: list[float] = []
         reasons: list[Reason] = []
         reasons.extend(self._metric_reasons(n, now, due))

@@ -22,6 +22,7 @@ without a Python object per value (:class:`redfleet.telemetry.series.SeriesStore
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,12 +73,14 @@ class Columns:
 
     __slots__ = ("count", "layout", "ts", "values")
 
-    def __init__(self, lay: Layout, ts: np.ndarray, values: np.ndarray) -> None:
+    def __init__(self, lay: Layout, ts: np.ndarray, values: np.ndarray, count: int | None = None) -> None:
         self.layout = lay
         self.ts = ts
         self.values = values
-        total = float(np.add.reduce(values, axis=None))
-        self.count = values.size if total == total else int(values.size - np.count_nonzero(np.isnan(values)))
+        if count is None:
+            total = float(np.add.reduce(values, axis=None))
+            count = values.size if total == total else int(values.size - np.count_nonzero(np.isnan(values)))
+        self.count = count  # values read (not NaN)
 
 
     def samples(self) -> list[Any]:
@@ -129,12 +132,10 @@ def split(doc: dict[str, Any], packed: memoryview | bytes | None = None) -> Colu
     width = lay.size
     if not isinstance(ts_raw, list) or not 0 < len(ts_raw) <= MAX_ROWS:
         raise ColumnsError(f"ts: a list of 1 to {MAX_ROWS} times is required")
-    try:
-        ts = np.asarray(ts_raw, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ColumnsError("ts: numbers only") from None
-    if ts.ndim != 1 or not np.isfinite(ts).all():
+    if not all(type(t) is float or (type(t) is int and abs(t) < 1e15) for t in ts_raw) or \
+            not math.isfinite(math.fsum(ts_raw)):
         raise ColumnsError("ts: finite numbers only")
+    ts = np.array(ts_raw, dtype=np.float64)
     nrows = len(ts)
     if (rows is None) == (packed is None):
         raise ColumnsError("values: the rows are required (JSON arrays, or float64 after a binary header)")
@@ -145,6 +146,9 @@ def split(doc: dict[str, Any], packed: memoryview | bytes | None = None) -> Colu
         values = np.frombuffer(packed, dtype="<f8").reshape(nrows, width)
     else:
         values = _rows(rows, nrows, width)
+    total = float(np.add.reduce(values, axis=None))
+    if math.isfinite(total):  # the common case, in one pass: no NaN, no infinity
+        return Columns(lay, ts, values, values.size)
     if np.isinf(values).any():
         raise ColumnsError("values: infinite numbers are not readings")
     return Columns(lay, ts, values)
