@@ -13,6 +13,7 @@ import base64
 import resource
 from typing import Any
 
+import orjson
 import pytest
 
 from redfleet.sim import SimConfig, SimFleet
@@ -274,3 +275,49 @@ def test_raise_nofile_raises_the_hard_limit_where_allowed(monkeypatch):
     assert fleet_mod.raise_nofile(50_000) == 30_000  # never past the kernel's nr_open
     assert fleet_mod.raise_nofile(10_000) == 30_000  # enough already: nothing changes
     assert calls[-1] == (30_000, 30_000)
+
+
+async def _raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,
+               body: bytes = b"") -> tuple[int, dict, bytes]:
+    writer.write(head + (b"Content-Length: %d\r\n" % len(body) if body else b"") + b"\r\n" + body)
+    status = int((await reader.readline()).split()[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
+async def test_login_and_logout_keep_the_connection_on_the_fast_path(tmp_path):
+    async with SimFleet(_config(tmp_path, "127.11.236.1")) as fleet:
+        info = next(n for n in fleet.nodes if n.flavor == "dell")
+        node = fleet.node(info.name)
+        coll = node.facts.session_collection
+        login = f"POST {coll} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+        results = []
+        for fast in (True, False):
+            fleet.config.fast_path = fast
+            reader, writer = await asyncio.open_connection(info.address, fleet.port)
+            bad = await _raw(reader, writer, login, b'{"UserName": "root", "Password": "wrong"}')
+            s, h, body = await _raw(reader, writer, login, b'{"UserName": "root", "Password": "calvin"}')
+            token, location = h["x-auth-token"], h["location"]
+            get = f"GET /redfish/v1/Systems/System.Embedded.1 HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+            got = await _raw(reader, writer, get.encode())
+            on_fast = len(fleet._fast_conns)
+            out = await _raw(reader, writer, f"DELETE {location} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+                             .encode())
+            after = await _raw(reader, writer, get.encode())  # the token is gone
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.sleep(0.05)  # the server sees the close
+            doc = orjson.loads(body)
+            results.append((bad[0], s, sorted(doc), doc["UserName"], got[0], out[0], after[0], on_fast,
+                            sorted(k for k in h if k not in ("server", "date"))))
+        (fast_r, slow_r) = results
+        assert fast_r[:7] == slow_r[:7] == (401, 201, fast_r[2], "root", 200, 204, 401)
+        assert fast_r[8] == slow_r[8]  # the same headers (X-Auth-Token, Location, ETag...)
+        assert fast_r[7] == 1 and slow_r[7] == 0  # the fast connection was never handed over to aiohttp
+        assert not node.sessions

@@ -46,8 +46,8 @@ def _date() -> bytes:
 
 
 class FastProtocol(asyncio.Protocol):
-    __slots__ = ("_busy", "_close_after", "_done", "_fleet", "_headers", "_method", "_node", "_parser", "_raw",
-                 "_slow", "_transport", "_url")
+    __slots__ = ("_body", "_busy", "_close_after", "_done", "_fleet", "_headers", "_method", "_node", "_parser",
+                 "_raw", "_slow", "_transport", "_url")
 
     def __init__(self, fleet: SimFleet) -> None:
         self._fleet = fleet
@@ -58,9 +58,10 @@ class FastProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._method = b""
+        self._body = b""
         self._slow = False
         self._busy = False  # a message has begun and is not complete
-        self._done: list[tuple[bytes, bytes, dict[bytes, bytes], bool]] = []
+        self._done: list[tuple[bytes, bytes, dict[bytes, bytes], bool, bytes]] = []
         self._close_after = False
 
     # ---- asyncio -------------------------------------------------------------------------------------------
@@ -88,10 +89,10 @@ class FastProtocol(asyncio.Protocol):
         done, self._done = self._done, []
         self._raw.clear()
         out = []
-        for method, url, headers, keep in done:
+        for method, url, headers, keep, body in done:
             if not keep:
                 self._close_after = True
-            out.append(self._answer(method, url, headers))
+            out.append(self._answer(method, url, headers, body))
             if not keep:
                 break
         self._transport.write(b"".join(out))
@@ -117,55 +118,100 @@ class FastProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         method = self._parser.get_method()
         self._method = method
-        if method not in (b"GET", b"HEAD") or not self._can_serve(self._url):
+        self._body = b""
+        if method in (b"GET", b"HEAD"):
+            ok = self._can_serve(self._url)
+        elif method == b"POST":
+            ok = self._can_login(self._url)
+        elif method == b"DELETE":
+            ok = self._can_logout(self._url)
+        else:
+            ok = False
+        if not ok:
             self._slow = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
 
     def on_message_complete(self) -> None:
         self._busy = False
-        self._done.append((self._method, self._url, self._headers, self._parser.should_keep_alive()))
+        self._done.append((self._method, self._url, self._headers, self._parser.should_keep_alive(), self._body))
 
     # ---- decisions -----------------------------------------------------------------------------------------
-    def _can_serve(self, url: bytes) -> bool:
+    def _node_ok(self) -> SimNode | None:
+        """The node, when nothing in its state asks for the aiohttp handler (down, throttled, slow, faulty JSON)."""
         node = self._node
+        if node is None or node.down or node.throttle_until or node.slow is not None:
+            return None
+        if node.bad_json or self._fleet.latency is not None:
+            return None
+        return node
+
+    def _authorized(self, node: SimNode) -> bool:
+        """As RedfishHandler._authenticate would decide (a session token, or the fleet's Basic credentials)."""
+        headers = self._headers
+        token = headers.get(b"x-auth-token")
+        if token is not None:
+            return node.session_by_token(token.decode("latin-1")) is not None
+        return node.password is None and headers.get(b"authorization") == self._fleet.basic_header
+
+    @staticmethod
+    def _path(raw_path: bytes) -> str:
+        path = raw_path.decode("latin-1")
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        return path
+
+    def _can_serve(self, url: bytes) -> bool:
+        node = self._node_ok()
         if node is None:
             return False
         raw_path, _, query = url.partition(b"?")
         if b"%" in raw_path or b"//" in raw_path or b"#" in url:
             return False
-        if node.down or node.throttle_until or node.slow is not None:
-            return False
-        if node.bad_json or self._fleet.latency is not None:
-            return False
-        path = raw_path.decode("latin-1")
-        if len(path) > 1 and path.endswith("/"):
-            path = path.rstrip("/")
+        path = self._path(raw_path)
         if node.dyn.takes("GET", path):
             return False
         low = path.lower()
         if low.startswith(node.facts.session_collection.lower()) or "/taskmonitors/" in low:
             return False
-        headers = self._headers
-        if query or raw_path not in _OPEN:
-            token = headers.get(b"x-auth-token")
-            if token is not None:
-                if node.session_by_token(token.decode("latin-1")) is None:
-                    return False
-            elif node.password is not None or headers.get(b"authorization") != self._fleet.basic_header:
-                return False
+        if (query or raw_path not in _OPEN) and not self._authorized(node):
+            return False
         canon = node.resolve(path)
         return canon is not None and node.visible(canon)
 
-    def _answer(self, method: bytes, url: bytes, headers: dict[bytes, bytes]) -> bytes:
+    def _can_login(self, url: bytes) -> bool:
+        """A POST to the session collection (a login: no authentication needed)."""
+        node = self._node_ok()
+        if node is None or b"?" in url or b"%" in url or b"//" in url or b"expect" in self._headers:
+            return False
+        path = self._path(url)
+        return path.lower() == node.facts.session_collection.lower() and not node.dyn.takes("POST", path)
+
+    def _can_logout(self, url: bytes) -> bool:
+        """A DELETE of one of the node's sessions (a logout), authenticated."""
+        node = self._node_ok()
+        if node is None or b"?" in url or b"%" in url or b"//" in url:
+            return False
+        path = self._path(url)
+        return (node.session_by_path(path) is not None and not node.dyn.takes("DELETE", path)
+                and self._authorized(node))
+
+    def _answer(self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
         node = self._node
         assert node is not None
+        handler = self._fleet.handler
+        assert handler is not None
+        if method == b"POST":
+            return self._other(handler.login(node, handler.parse_body(body)), method)
+        if method == b"DELETE":
+            return self._other(handler.delete(node, self._path(url), None), method)
         raw_path, _, query = url.partition(b"?")
         path = raw_path.decode("latin-1")
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         canon = node.resolve(path)
         if canon is not None and (query or _ENTRIES.search(canon)):
-            handler = self._fleet.handler
-            assert handler is not None
             got = handler.answer_get(node, path, query.decode("latin-1"))
             if not isinstance(got, tuple):
                 return self._other(got, method)
@@ -202,7 +248,7 @@ class FastProtocol(asyncio.Protocol):
         return b"".join(head)
 
     def _other(self, resp: web.StreamResponse, method: bytes) -> bytes:
-        """A response the shared GET code built for aiohttp (an error: 400 for a bad query, 404), as bytes."""
+        """A response the handler's code built for aiohttp (an error, a login's 201, a logout's 204), as bytes."""
         body = resp.body if isinstance(resp, web.Response) else b""
         if not isinstance(body, bytes):
             body = b""
@@ -210,7 +256,11 @@ class FastProtocol(asyncio.Protocol):
         for name, value in resp.headers.items():
             if name.lower() not in ("content-length", "date", "connection"):
                 head += [b"\r\n", name.encode("latin-1"), b": ", value.encode("latin-1")]
-        head += [b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\nDate: ", _date()]
+        if resp.status in (204, 304):  # no body, no Content-Length (RFC 9110 8.6), as aiohttp sends them
+            body = b""
+            head += [b"\r\nDate: ", _date()]
+        else:
+            head += [b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\nDate: ", _date()]
         if self._close_after:
             head.append(b"\r\nConnection: close")
         head.append(b"\r\n\r\n")

@@ -375,7 +375,10 @@ class RedfishHandler:
 
     # ---- PATCH ---------------------------------------------------------------------------------------------
     async def _body(self, request: web.BaseRequest) -> Doc | web.Response:
-        raw = await request.read()
+        return self.parse_body(await request.read())
+
+    @staticmethod
+    def parse_body(raw: bytes) -> Doc | web.Response:
         if not raw.strip():
             return {}
         try:
@@ -544,7 +547,10 @@ class RedfishHandler:
         return error_response(405, "OperationNotAllowed", headers={"Allow": "GET, HEAD, PATCH"})
 
     async def _login(self, node: SimNode, request: web.BaseRequest) -> web.Response:
-        body = await self._body(request)
+        return self.login(node, self.parse_body(await request.read()))
+
+    def login(self, node: SimNode, body: Doc | web.Response) -> web.Response:
+        """POST to the session collection (also answered by the fast path, with the body it read)."""
         if isinstance(body, web.Response):
             return body
         user, password = body.get("UserName"), body.get("Password")
