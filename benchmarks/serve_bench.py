@@ -1,15 +1,18 @@
 """redfleet serve: detection latency (fault injected in the simulator -> node health changed in serve, p50/p99),
 ingest throughput (samples per second per core) and serve's RSS, at 1,000 and 10,000 simulated nodes.
 
-Three processes: the simulator (its BMCs + the in-band feeder ``redfleet.agent.simfeed`` pushing one batch per
-node per second to serve's ingest endpoint), ``redfleet serve`` itself (polling every BMC's sensors every 10 s,
-health engine, SQLite store), and this driver, which injects faults through the simulator's control API at
-recorded instants and reads the health change's timestamp (``/api/v1/nodes/{n}/health/history``, stamped by the
-engine when it judged the change) back from serve. Same machine, same clock.
+Three processes: the simulator (its BMCs + the in-band feeder ``redfleet.agent.simfeed``, in its own thread and
+event loop, pushing each node's batch to serve's ingest endpoint, columnar by default), ``redfleet serve`` itself
+(polling every BMC's sensors every 10 s, health engine, SQLite store), and this driver, which injects faults
+through the simulator's control API at recorded instants and reads the health change's timestamp
+(``/api/v1/nodes/{n}/health/history``, stamped by the engine when it judged the change) back from serve. Same
+machine, same clock. Agents sample at 1 Hz; with ``--push-every N`` each pushes every N seconds a batch of N rows
+of 1 Hz samples, and at once when its node has a fault (as an agent pushing at once on an Xid line would).
 
     python -m benchmarks serve_bench                     # 1,000 then 10,000 nodes
     python -m benchmarks serve_bench --nodes 200 --faults 20     # small, while developing
     python -m benchmarks serve_bench --no-collect        # in-band only (no BMC polling)
+    python -m benchmarks serve_bench --push-every 5      # agents push 5 s of 1 Hz rows at a time
 
 Goal (issue 4): p99 < 2 s at 10,000 nodes with sensors every 10 s and agent GPU telemetry at 1 Hz.
 """
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -165,25 +169,44 @@ async def sim_worker(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         line = await loop.run_in_executor(None, sys.stdin.readline)
         serve = json.loads(line)
-        feeder = cached_feeder_class()(serve["url"], serve["token"], fleet=fleet, interval=args.agent_interval,
-                                       hung="report", nvme_every=600.0, connections=8, depth=64,
-                                       refresh=args.refresh, columnar=args.columnar, push_every=args.push_every)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        stats_path = Path(args.fleet_out).with_suffix(".feeder.json")
+        # The feeder (the fleet's agents) runs in its own thread with its own event loop: on the simulator's loop
+        # its rounds would wait behind the simulated BMCs' request backlog, which no real agent does.
+        started: dict[str, Any] = {}
+        ready = threading.Event()
+        th = threading.Thread(target=asyncio.run, args=(feed(args, fleet, serve, started, ready),), name="feeder",
+                              daemon=True)
+        th.start()
+        await asyncio.to_thread(ready.wait, 30)
+        await stop.wait()
+        if "loop" in started:
+            started["loop"].call_soon_threadsafe(started["stop"].set)
+        await asyncio.to_thread(th.join, 15)
 
-        async def report() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(2.0)
-                t = feeder.totals
-                stats_path.write_text(json.dumps({"ticks": feeder.ticks, "sent": t.sent, "failed": t.failed,
-                                                  "samples": t.samples, "seconds": t.seconds,
-                                                  "statuses": {str(k): v for k, v in t.statuses.items()}}))
 
-        rep = asyncio.create_task(report())
-        await feeder.run(stop)
-        rep.cancel()
-        await feeder.close()
+async def feed(args: argparse.Namespace, fleet: Any, serve: dict[str, Any], started: dict[str, Any],
+               ready: threading.Event) -> None:
+    feeder = cached_feeder_class()(serve["url"], serve["token"], fleet=fleet, interval=args.agent_interval,
+                                   hung="report", nvme_every=600.0, connections=8, depth=64,
+                                   refresh=args.refresh, columnar=args.columnar, push_every=args.push_every)
+    stop = asyncio.Event()
+    started.update(loop=asyncio.get_running_loop(), stop=stop)
+    ready.set()
+    stats_path = Path(args.fleet_out).with_suffix(".feeder.json")
+
+    async def report() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(2.0)
+            t = feeder.totals
+            stats_path.write_text(json.dumps({"ticks": feeder.ticks, "sent": t.sent, "failed": t.failed,
+                                              "samples": t.samples, "seconds": t.seconds,
+                                              "statuses": {str(k): v for k, v in t.statuses.items()}}))
+
+    rep = asyncio.create_task(report())
+    await feeder.run(stop)
+    rep.cancel()
+    await feeder.close()
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
