@@ -167,6 +167,7 @@ async def run_fleet(
     (an :class:`redfleet.ipmi.IpmiClient`) or fail with a clear error when none is given. Results keep the
     targets' order."""
     opts = options or FleetOptions()
+    raise_open_files(max(1, opts.concurrency) * max(1, opts.per_bmc) + 1024)  # what the BMCs worked on may open
     node_sem = asyncio.Semaphore(max(1, opts.concurrency))
     global_limit = asyncio.Semaphore(max(1, opts.global_requests))
 
