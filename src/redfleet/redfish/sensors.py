@@ -184,10 +184,14 @@ async def read_sensors(client: RedfishClient, *, chassis: list[str] | None = Non
         if plan is not None:
             if plan.chassis == tuple(U.odata_id(m) or "" for m in members) and \
                     time.monotonic() - plan.made_at < PLAN_TTL_S:
-                try:
-                    return _result(c, await asyncio.gather(*(_planned(c, r) for r in plan.reads)), [])
-                except _Replan:
-                    pass
+                # every chassis finishes (no read left running beside a full read that would follow)
+                done = await asyncio.gather(*(_planned(c, r) for r in plan.reads), return_exceptions=True)
+                hard = next((e for e in done if isinstance(e, BaseException) and not isinstance(e, _Replan)), None)
+                if hard is not None:
+                    raise hard
+                fine = [d for d in done if not isinstance(d, BaseException)]
+                if len(fine) == len(done):
+                    return _result(c, fine, [])
             c.sensor_plan = None
     else:
         members = await c.resolve_links([{"@odata.id": u} for u in chassis], ignore_errors=False)
