@@ -268,3 +268,20 @@ def test_raise_open_files_lifts_the_soft_limit_up_to_what_is_allowed() -> None:
     finally:
         cur_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, cur_hard))
+
+
+async def test_hard_error_in_a_planned_read_is_raised_not_replanned() -> None:
+    from redfleet.redfish.client import RetryPolicy
+    from redfleet.redfish.errors import Throttled
+
+    async with MockupBMC(mockups_dir() / "hpe", address=next_address()) as bmc, \
+            RedfishClient(bmc.url, "root", "calvin", retry=RetryPolicy(attempts=1)) as c:
+        await read_sensors(c)
+        plan = c.sensor_plan
+        bmc.faults.paths = {U.key(plan.reads[0].thermal or plan.reads[0].power or "")}
+        bmc.faults.throttle, bmc.faults.retry_after = 5, None
+        n0 = len(bmc.requests)
+        with pytest.raises(Throttled):
+            await read_sensors(c)
+        assert len(_gets(bmc, n0)) == len(_planned_uris(c))  # the planned reads only, no full read after them
+        assert c.sensor_plan is plan
