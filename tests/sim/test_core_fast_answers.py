@@ -321,3 +321,26 @@ async def test_login_and_logout_keep_the_connection_on_the_fast_path(tmp_path):
         assert fast_r[8] == slow_r[8]  # the same headers (X-Auth-Token, Location, ETag...)
         assert fast_r[7] == 1 and slow_r[7] == 0  # the fast connection was never handed over to aiohttp
         assert not node.sessions
+
+
+async def test_compiled_expand_renders_a_patched_document_the_generic_way(tmp_path, monkeypatch):
+    async with SimFleet(_config(tmp_path, "127.11.237.1")) as fleet:
+        handler = fleet.handler
+        assert handler is not None
+        node = fleet.node(next(n.name for n in fleet.nodes if n.flavor == "dgx"))
+        node.update_doc("/redfish/v1/Systems/DGX", {"AssetTag": "rack-7"})
+        node.update_doc("/redfish/v1/Systems/DGX/Processors/DevType1_CPU0", {"AssetTag": "cpu-0"})
+        fleet.instant = 777.0
+        for path, query in (("/redfish/v1/Systems", "$expand=.($levels=2)"),
+                            ("/redfish/v1/Systems", "$expand=.($levels=3)"),
+                            ("/redfish/v1/Systems/DGX/Processors", "$expand=.($levels=1)")):
+            fast = handler.answer_get(node, path, query)
+            with monkeypatch.context() as m:
+                m.setattr(expand_fast, "compile_shell", lambda *a: None)
+                m.setattr(handler, "_shells", {})
+                slow = handler.answer_get(node, path, query)
+            assert isinstance(fast, tuple) and isinstance(slow, tuple)
+            assert fast[0] == slow[0], (path, query)
+            assert b"rack-7" in fast[0] or b"cpu-0" in fast[0]  # the patches show
+        fleet.instant = None
+        assert any(s is not None for s in handler._shells.values())

@@ -8,15 +8,15 @@ with a slot for each thing that differs from node to node (the ETag of each embe
 leaf, which a GET of it gives: live readings, identity), and :func:`render` fills the slots.
 
 Used only where the result is the generic code's, byte for byte (tests/sim/test_core_fast_answers.py compares both
-for every collection of every flavor): the node has created, removed and hidden nothing, and patched or overlays
-none of the documents embedded whole (leaves may be live: they are rendered as a GET of them is). Everything else,
-errors included, goes the generic way.
+for every collection of every flavor): the node has created, removed and hidden nothing. A document embedded whole
+that the node has patched or that the dynamic side overlays right now is rendered by the generic code into its slot;
+leaves are rendered as a GET of them is. Everything else, errors included, goes the generic way.
 """
 
 from __future__ import annotations
 
 import re
-from operator import itemgetter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -31,7 +31,7 @@ Doc = dict[str, Any]
 
 _EXPAND = re.compile(r"^([.*~])(?:\(\$levels=(\d+)\))?$")
 _MARK = re.compile(rb'"\\u0000rfx(\d+)\\u0000"')
-_ETAG, _LEAF = 0, 1
+_ETAG, _LEAF, _INNER = 0, 1, 2
 
 
 def _mark(n: int) -> str:
@@ -39,12 +39,12 @@ def _mark(n: int) -> str:
 
 
 class Shell:
-    """An expanded resource as a bytes %-format with slots: ``(_ETAG, path)`` and ``(_LEAF, path)``."""
+    """One document of an expanded tree as a bytes %-format with slots: ``(_ETAG, path, None)``, ``(_LEAF, path,
+    None)`` and ``(_INNER, path, (its Shell, levels left, the bare link's bytes))`` for a document embedded whole."""
 
-    __slots__ = ("fmt", "inner", "leaves", "pick", "seen", "sessions", "slots")
+    __slots__ = ("fmt", "leaves", "seen", "sessions", "slots")
 
-    def __init__(self, body: bytes, slots: list[tuple[int, str]], inner: tuple[str, ...], seen: frozenset[str],
-                 sessions: bool) -> None:
+    def __init__(self, body: bytes, slots: list[tuple[int, str, Any]]) -> None:
         pieces: list[bytes] = []
         order: list[int] = []
         pos = 0
@@ -54,13 +54,11 @@ class Shell:
             pos = m.end()
         pieces.append(body[pos:].replace(b"%", b"%%"))
         self.fmt = b"%b".join(pieces)
-        self.pick: Any = itemgetter(*order) if len(order) > 1 else (
-            (lambda values: (values[order[0]],)) if order else (lambda values: ()))
-        self.slots = tuple(slots)
-        self.leaves = tuple(path for what, path in slots if what == _LEAF)
-        self.inner = inner  # the documents embedded whole (the resource itself first)
-        self.seen = seen  # identity values of those (the generic code's ``seen``)
-        self.sessions = sessions  # the tree holds a URI under the session collection
+        # the slots in the order they appear in the bytes
+        self.slots = tuple(slots[i] for i in order)
+        self.leaves = tuple(path for what, path, _x in self.slots if what == _LEAF)
+        self.seen: frozenset[str] = frozenset()  # identity values of the documents embedded whole (root only)
+        self.sessions = False  # the tree holds a URI under the session collection (root only)
 
 
 class _Compiler:
@@ -70,31 +68,28 @@ class _Compiler:
         self.tpl = tpl
         self.mode = mode
         self.sessions_low = session_collection.lower().rstrip("/")
-        self.slots: list[tuple[int, str]] = []
-        self.inner: list[str] = []
         self.seen: set[str] = set()
         self.sessions = False
         self.refused = False
 
-    def slot(self, what: int, path: str) -> str:
-        self.slots.append((what, path))
-        return _mark(len(self.slots) - 1)
-
-    def document(self, path: str) -> Doc | None:
-        """What SimNode.render_doc gives for an untouched, unwatched template document."""
+    def shell(self, path: str, levels: int) -> Shell | None:
+        """The Shell of the document at ``path`` with ``levels`` still to expand: what SimNode.render_doc gives for
+        an untouched, unwatched template document, walked."""
         doc = self.tpl.copy_doc(path)
         if doc is None:
             return None
         if path.lower().rstrip("/") == self.sessions_low:
             self.refused = True  # its members are the node's sessions, not the template's
+        slots: list[tuple[int, str, Any]] = []
         if isinstance(doc.get("Members"), list):
             doc["Members@odata.count"] = len(doc["Members"])
         if "@odata.etag" in doc:
-            doc["@odata.etag"] = self.slot(_ETAG, path)
-        self.inner.append(path)
-        return doc
+            slots.append((_ETAG, path, None))
+            doc["@odata.etag"] = _mark(0)
+        self.walk(doc, levels, False, slots)
+        return Shell(orjson.dumps(doc), slots)
 
-    def walk(self, obj: Any, levels: int, in_links: bool) -> None:
+    def walk(self, obj: Any, levels: int, in_links: bool, slots: list[tuple[int, str, Any]]) -> None:
         if levels <= 0 or not isinstance(obj, dict):
             return
         mode = self.mode
@@ -106,24 +101,25 @@ class _Compiler:
             if isinstance(value, dict):
                 if len(value) == 1 and "@odata.id" in value and key != "Oem":
                     if wanted:
-                        sub = self.sub(str(value["@odata.id"]), levels - 1)
+                        sub = self.sub(value, levels - 1, slots)
                         if sub is not None:
                             obj[key] = sub
                 else:
-                    self.walk(value, levels, links)
+                    self.walk(value, levels, links, slots)
             elif isinstance(value, list):
                 for i, item in enumerate(value):
                     if not isinstance(item, dict):
                         continue
                     if len(item) == 1 and "@odata.id" in item:
                         if wanted:
-                            sub = self.sub(str(item["@odata.id"]), levels - 1)
+                            sub = self.sub(item, levels - 1, slots)
                             if sub is not None:
                                 value[i] = sub
                     else:
-                        self.walk(item, levels, links)
+                        self.walk(item, levels, links, slots)
 
-    def sub(self, uri: str, levels: int) -> Any:
+    def sub(self, link: Doc, levels: int, slots: list[tuple[int, str, Any]]) -> str | None:
+        uri = str(link["@odata.id"])
         if "?" in uri or "#" in uri:
             uri = uri.split("?", 1)[0].split("#", 1)[0]
         canon = self.tpl.find(uri)
@@ -133,13 +129,16 @@ class _Compiler:
             self.sessions = True  # a node's session could sit at this URI: only for a node without sessions
         res = self.tpl.resources[canon]
         if levels <= 0:
-            return self.slot(_LEAF, canon) if res.ctype == JSON_TYPE else None
-        doc = self.document(canon)
-        if doc is None:
+            if res.ctype != JSON_TYPE:
+                return None
+            slots.append((_LEAF, canon, None))
+            return _mark(len(slots) - 1)
+        inner = self.shell(canon, levels)
+        if inner is None:
             return None
         self.seen.update(res.idents)
-        self.walk(doc, levels, False)
-        return doc
+        slots.append((_INNER, canon, (inner, levels, orjson.dumps(link))))
+        return _mark(len(slots) - 1)
 
 
 def parse(node: SimNode, expand: str) -> tuple[str, int] | None:
@@ -158,41 +157,54 @@ def parse(node: SimNode, expand: str) -> tuple[str, int] | None:
 
 def compile_shell(tpl: Template, canon: str, mode: str, levels: int, session_collection: str) -> Shell | None:
     comp = _Compiler(tpl, mode, session_collection)
-    doc = comp.document(canon)
-    if doc is None:
+    shell = comp.shell(canon, levels)
+    if shell is None or comp.refused:
         return None
-    comp.walk(doc, levels, False)
-    if comp.refused:
+    shell.seen = frozenset(comp.seen)
+    shell.sessions = comp.sessions
+    return shell
+
+
+def can_use(node: SimNode, canon: str, shell: Shell) -> bool:
+    """True when nothing on this node makes the tree differ from the template's, but what render() handles."""
+    if node.created or node.removed or (shell.sessions and node.sessions) or node.dyn.hides_any:
+        return False
+    return not _changed(node, canon)
+
+
+def _changed(node: SimNode, path: str) -> bool:
+    """The node's version of this document is not the template's as it is (patched, members added, overlaid)."""
+    return path in node.patches or path in node.added or node.dyn.watches(path)
+
+
+Generic = Callable[[str, int], "bytes | None"]
+
+
+def render(node: SimNode, shell: Shell, generic: Generic) -> bytes | None:
+    """The expanded document, before identity; None when a leaf is not a JSON body (the generic code decides).
+    ``generic(path, levels)`` renders a document the node has changed, with what it embeds, as the generic code
+    does (None: the link stays)."""
+    got = _leaves(node, shell) if shell.leaves else []
+    if got is None:
         return None
-    return Shell(orjson.dumps(doc), comp.slots, tuple(comp.inner), frozenset(comp.seen), comp.sessions)
-
-
-def can_use(node: SimNode, shell: Shell) -> bool:
-    """True when nothing on this node makes its answer differ from the template's (leaves aside)."""
-    if node.created or node.removed or (shell.sessions and node.sessions):
-        return False
-    dyn = node.dyn
-    if dyn.hides_any:
-        return False
-    inner = shell.inner
-    patches, added = node.patches, node.added
-    if patches and any(p in patches for p in inner):
-        return False
-    if added and any(p in added for p in inner):
-        return False
-    return not any(map(dyn.watches, inner))
-
-
-def render(node: SimNode, shell: Shell) -> bytes | None:
-    """The expanded resource, before its identity; None if a leaf is not a JSON body (the generic code decides)."""
-    leaves = _leaves(node, shell)
-    if leaves is None:
-        return None
+    it = iter(got)
     values: list[bytes] = []
-    it = iter(leaves)
-    for what, path in shell.slots:
-        values.append(node.etag_json(path) if what == _ETAG else next(it))
-    return shell.fmt % shell.pick(values)
+    for what, path, extra in shell.slots:
+        if what == _ETAG:
+            values.append(node.etag_json(path))
+        elif what == _LEAF:
+            values.append(next(it))
+        else:
+            inner, levels, link = extra
+            if _changed(node, path):
+                body = generic(path, levels)
+                values.append(link if body is None else body)
+            else:
+                body = render(node, inner, generic)
+                if body is None:
+                    return None
+                values.append(body)
+    return shell.fmt % tuple(values)
 
 
 def _leaves(node: SimNode, shell: Shell) -> list[bytes] | None:

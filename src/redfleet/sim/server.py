@@ -238,9 +238,15 @@ class RedfishHandler:
         else:
             shell = self._shells[key] = expand_fast.compile_shell(node.template, canon, *parsed,
                                                                   node.facts.session_collection)
-        if shell is None or not expand_fast.can_use(node, shell):
+        if shell is None or not expand_fast.can_use(node, canon, shell):
             return None
-        body = expand_fast.render(node, shell)
+        mode = parsed[0]
+
+        def generic(path: str, levels: int) -> bytes | None:
+            sub = self._sub(node, path, mode, levels, set())
+            return None if sub is None else orjson.dumps(sub)
+
+        body = expand_fast.render(node, shell, generic)
         if body is None:
             return None
         return self._identity(node, canon, body, set(shell.seen))
