@@ -285,3 +285,21 @@ async def test_hard_error_in_a_planned_read_is_raised_not_replanned() -> None:
             await read_sensors(c)
         assert len(_gets(bmc, n0)) == len(_planned_uris(c))  # the planned reads only, no full read after them
         assert c.sensor_plan is plan
+
+
+async def test_sparse_sensors_with_empty_legacy_resources_is_one_read_without_replanning() -> None:
+    if "supermicro" not in MOCKUPS:
+        pytest.skip("no Supermicro capture")
+    async with MockupBMC(mockups_dir() / "supermicro", address=next_address()) as bmc:
+        # a token Sensors collection (one sensor) and legacy resources that hold nothing
+        bmc.overlay[U.key("/redfish/v1/Chassis/1/Thermal")] = {"Temperatures": [], "Fans": []}
+        bmc.overlay[U.key("/redfish/v1/Chassis/1/Power")] = {"PowerControl": [], "Voltages": []}
+        async with RedfishClient(bmc.url, "root", "calvin") as c:
+            cold = await read_sensors(c)
+            plan = c.sensor_plan
+            n0 = len(bmc.requests)
+            warm = await read_sensors(c)
+            warm_gets = _gets(bmc, n0)
+    assert cold.readings and _readings(warm) == _readings(cold)
+    assert c.sensor_plan is plan  # the plan held: no full read
+    assert len(warm_gets) == 1 and "/Sensors" in warm_gets[0]

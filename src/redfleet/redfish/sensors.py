@@ -154,6 +154,7 @@ class ChassisReads:
     thermal: str | None
     power: str | None
     has_legacy: bool  # the chassis links Thermal or Power (a Sensors collection gone sparse needs them)
+    legacy_read: bool = False  # the full read consulted Thermal/Power (and kept those that gave readings)
 
 
 @dataclass
@@ -253,6 +254,7 @@ async def _full(
             c.try_get(thermal_uri, kind="sensors", cache=False) if thermal_uri else _none(),
             c.try_get(power_uri, kind="sensors", cache=False) if power_uri else _none(),
         )
+        plan.legacy_read = True
         from_thermal, from_power = legacy_readings(thermal, None), legacy_readings(None, power)
         plan.thermal = thermal_uri if from_thermal else None  # missing or empty (no readings): not polled
         plan.power = power_uri if from_power else None
@@ -287,9 +289,9 @@ async def _planned(c: RedfishClient, p: ChassisReads) -> tuple[str, list[dict[st
             if p.thermal or p.power:
                 raise _Replan  # enough readings in Sensors now: the legacy reads are no longer wanted
             return "redfish-sensors", modern
-        if not modern or not (p.thermal or p.power):
-            raise _Replan  # emptied, or sparse now and the legacy resources were not in the plan
-        return _combine(modern, legacy_readings(thermal, power))
+        if not modern or not p.legacy_read:
+            raise _Replan  # emptied, or sparse now and the legacy resources were never consulted
+        return _combine(modern, legacy_readings(thermal, power))  # (those that gave nothing are not read)
     return _combine([], legacy_readings(thermal, power))
 
 
