@@ -230,6 +230,11 @@ class _Conn(asyncio.Protocol):
         return self._waiter
 
 
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class _Dropped(Exception):
     def __init__(self, got_bytes: bool, cause: Exception | None) -> None:
         super().__init__(str(cause) if cause else "connection closed by the BMC")
@@ -324,6 +329,7 @@ class FastTransport:
         data = "".join(head).encode("latin-1")
         if body:
             data += body
+        loop = asyncio.get_running_loop()
         async with self._slots:
             for attempt in (0, 1):
                 reused = bool(self._idle)
@@ -333,10 +339,18 @@ class FastTransport:
                     conn = None
                     reused = False
                 try:
-                    async with asyncio.timeout(timeout):
-                        if conn is None:
+                    deadline = loop.time() + timeout
+                    if conn is None:
+                        async with asyncio.timeout_at(deadline):
                             conn = await self._connect()
-                        resp = await conn.send(data)
+                    # the answer's wait: a plain timer on the waiter, a few microseconds cheaper than a timeout
+                    # context per request (thousands of BMCs, tens of requests each)
+                    waiter = conn.send(data)
+                    timer = loop.call_at(deadline, _expire, waiter)
+                    try:
+                        resp = await waiter
+                    finally:
+                        timer.cancel()
                 except TimeoutError as exc:
                     if conn is not None:
                         self._discard(conn)
