@@ -120,9 +120,11 @@ class Reading:
         tdp = ix.gpus[gpu].tdp if (kind.startswith("gpu") and gpu is not None and gpu < len(ix.gpus)) else 700.0
         return kind, gpu, ordinal, key_of(self.key) & 0xFFFF, tdp
 
-    def value(self, nd: NodeDyn, t: float, c: Conditions, energy_exempt: bool = True) -> tuple[Any, str]:
+    def value(self, nd: NodeDyn, t: float, c: Conditions, energy_exempt: bool = True,
+              clamp: bool = True) -> tuple[Any, str]:
         """(the reading, the health its thresholds give it). ``energy_exempt``: energy readings get no health
-        from thresholds (dyn_overlay.sensor passes the kind to _threshold_health; thermal does not)."""
+        from thresholds (dyn_overlay.sensor passes the kind to _threshold_health; thermal does not). ``clamp``:
+        keep_healthy applies (thermal_metrics does not call it, and has no thresholds)."""
         facts = self.facts
         if facts is None:
             facts = self.facts = self._facts(nd)
@@ -137,7 +139,7 @@ class Reading:
                     new = round(new)
                 v = new
         health = "OK"
-        if isinstance(v, (int, float)):
+        if clamp and isinstance(v, (int, float)):
             if kind != "energy":
                 ceiling = self.ceiling
                 if ceiling is not None and v > ceiling:
@@ -309,7 +311,79 @@ class LivePower:
         return self.parts.join(out)
 
 
-_KINDS: dict[str, Any] = {"Sensor": LiveSensor, "Thermal": LiveThermal, "Power": LivePower}
+class LiveFan:
+    """A Fan document (dyn_overlay.fan): SpeedPercent's Reading and SpeedRPM."""
+
+    __slots__ = ("etag", "parts", "values")
+
+    def __init__(self, path: str, doc: Doc) -> None:
+        shell = copy.deepcopy(doc)
+        self.values: list[tuple[str, Any]] = []  # (key, captured) in slot order
+        sp = shell.get("SpeedPercent")
+        if isinstance(sp, dict):
+            for k in ("Reading", "SpeedRPM"):
+                v = sp.get(k)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    sp[k] = _mark(len(self.values))
+                    self.values.append((k, v))
+        self.etag = "@odata.etag" in shell
+        if self.etag:
+            shell["@odata.etag"] = _mark(_ETAG)
+        self.parts = _Layout(shell, len(self.values))
+
+    def render(self, nd: NodeDyn, path: str, t: float, c: Conditions) -> bytes:
+        idx = nd.flv.fan_member.get(path)
+        out: list[bytes] = []
+        for k, v in self.values:
+            ratio = nd.model.fan_ratio(t, c, idx or 0)
+            out.append(orjson.dumps(min(100.0, round(v * ratio, 1)) if k == "Reading" else round(v * ratio)))
+        out.append(nd.node.etag_json(path) if self.etag else b"")
+        return self.parts.join(out)
+
+
+class LiveThermalMetrics:
+    """A ThermalMetrics document (dyn_overlay.thermal_metrics): readings and the temperature summary."""
+
+    __slots__ = ("etag", "parts", "readings", "summary")
+
+    def __init__(self, path: str, doc: Doc) -> None:
+        shell = copy.deepcopy(doc)
+        n = 0
+        self.readings: list[Reading] = []
+        for i, r in enumerate(shell.get("TemperatureReadingsCelsius") or []):
+            if not isinstance(r, dict):
+                continue
+            label = f"{r.get('DeviceName') or ''} {r.get('DataSourceUri') or ''}"
+            self.readings.append(Reading(f"{path}#R{i}", {}, label, r.get("Reading"), "Temperature", "Cel"))
+            r["Reading"] = _mark(n)
+            n += 1
+        # (kind, captured, noise key) of each summary value, in slot order after the readings
+        self.summary: list[tuple[str, Any, int]] = []
+        summ = shell.get("TemperatureSummaryCelsius")
+        if isinstance(summ, dict):
+            for sub, kind in (("Intake", "inlet"), ("Exhaust", "exhaust"), ("Internal", "board_temp"),
+                              ("Ambient", "inlet")):
+                obj = summ.get(sub)
+                if isinstance(obj, dict) and isinstance(obj.get("Reading"), (int, float)):
+                    self.summary.append((kind, obj["Reading"], key_of(sub) & 0xFFFF))
+                    obj["Reading"] = _mark(n)
+                    n += 1
+        self.etag = "@odata.etag" in shell
+        if self.etag:
+            shell["@odata.etag"] = _mark(_ETAG)
+        self.parts = _Layout(shell, n)
+
+    def render(self, nd: NodeDyn, path: str, t: float, c: Conditions) -> bytes:
+        out = [orjson.dumps(r.value(nd, t, c, clamp=False)[0]) for r in self.readings]
+        model = nd.model
+        for kind, v, key in self.summary:
+            out.append(orjson.dumps(adjust(model, kind, v, t, c, None, 0, key)))
+        out.append(nd.node.etag_json(path) if self.etag else b"")
+        return self.parts.join(out)
+
+
+_KINDS: dict[str, Any] = {"Sensor": LiveSensor, "Thermal": LiveThermal, "Power": LivePower, "Fan": LiveFan,
+                          "ThermalMetrics": LiveThermalMetrics}
 LIVE_KINDS = frozenset(_KINDS)
 
 
