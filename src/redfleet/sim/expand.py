@@ -8,7 +8,7 @@ with a slot for each thing that differs from node to node (the ETag of each embe
 leaf, which a GET of it gives: live readings, identity), and :func:`render` fills the slots.
 
 Used only where the result is the generic code's, byte for byte (tests/sim/test_core_fast_answers.py compares both
-for every collection of every flavor): the node has created, removed and hidden nothing. A document embedded whole
+for every collection of every flavor): the node has removed and hidden nothing. A document embedded whole
 that the node has patched or that the dynamic side overlays right now is rendered by the generic code into its slot;
 leaves are rendered as a GET of them is. Everything else, errors included, goes the generic way.
 """
@@ -167,7 +167,9 @@ def compile_shell(tpl: Template, canon: str, mode: str, levels: int, session_col
 
 def can_use(node: SimNode, canon: str, shell: Shell) -> bool:
     """True when nothing on this node makes the tree differ from the template's, but what render() handles."""
-    if node.created or node.removed or (shell.sessions and node.sessions) or node.dyn.hides_any:
+    # (what a node creates, log entries, tasks, jobs, sessions, sits at new URIs: never one of the template's;
+    # a collection it adds them to counts as changed, below)
+    if node.removed or (shell.sessions and node.sessions) or node.dyn.hides_any:
         return False
     return not _changed(node, canon)
 
