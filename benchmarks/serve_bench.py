@@ -287,12 +287,15 @@ def start_serve(cmd: list[str], env: dict[str, str], url: str) -> tuple[subproce
     return serve, round(time.monotonic() - t0, 1)
 
 
-def warm_up(url: str, nodes: int, limit: float) -> float:
-    """Wait until every node has been judged (none unknown) and heard from at least once; seconds it took."""
+def warm_up(url: str, nodes: int, limit: float, inventories: bool = False) -> float:
+    """Wait until every node has been judged (none unknown) and heard from at least once, and with
+    ``inventories`` until serve's first inventory of every BMC is written (a start-up burst of ~90 requests per
+    BMC, not the steady state measured); seconds it took."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
         st = http("GET", f"{url}/api/v1/status")
-        if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= nodes:
+        done = (st.get("persisted") or {}).get("inventories", 0) >= nodes if inventories else True
+        if st["health"].get("unknown", 0) == 0 and st["batches_total"] >= nodes and done:
             break
         time.sleep(1.0)
     return round(time.monotonic() - t0, 1)
@@ -368,7 +371,7 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
         # warm-up: every node judged (unknown -> healthy/degraded) before faults
-        out["warmup_s"] = warm_up(url, nodes, args.warmup_max)
+        out["warmup_s"] = warm_up(url, nodes, args.warmup_max, inventories=args.collect and args.settle)
         # steady state: ingest throughput and CPU over a window
         st0, cpu0, w0 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
         time.sleep(args.window)
@@ -452,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect-timeout", type=float, default=120.0, help="give up on a fault after this long")
     ap.add_argument("--window", type=float, default=20.0, help="steady-state measuring window (s)")
     ap.add_argument("--warmup-max", type=float, default=300.0)
+    ap.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --collect, measure after serve's first inventory of every BMC is written")
     ap.add_argument("--collect", action=argparse.BooleanOptionalAction, default=True, help="poll the BMCs")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
