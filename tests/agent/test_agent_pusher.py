@@ -137,3 +137,31 @@ async def test_agent_loop_buffers_while_serve_is_down_then_catches_up():
         finally:
             await r.stop()
     await ag.close()
+
+
+async def test_agent_pushes_several_collections_as_one_batch_and_at_once_on_a_ras_change(receiver: Receiver):
+    """push_every=4: four 1 Hz collections per batch, each sample with its own time; an ECC counter that moves
+    goes out at once with what was held; the last collections go out when the loop ends."""
+    from redfleet.agent.core import Agent
+
+    class Counting(Agent):
+        def __init__(self) -> None:
+            super().__init__("node-9", source="none")
+            self.k = 0
+
+        async def collect(self, now: float | None = None) -> IngestBatch:
+            self.k += 1
+            ts = 1000.0 + self.k
+            return IngestBatch(node=self.node, sent_at=ts, samples=[
+                Sample(metric="DCGM_FI_DEV_GPU_TEMP", value=60.0 + self.k % 3, ts=ts, gpu=0),
+                Sample(metric="DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", value=1.0 if self.k >= 6 else 0.0, ts=ts, gpu=0)])
+
+    ag = Counting()
+    async with Pusher(receiver.url, "tok") as p:
+        assert await ag.run(p, interval=0.01, count=10, push_every=4) == 10
+        await p.flush()
+    sent = [sorted({s.ts for s in b.samples}) for b in receiver.batches]
+    assert sent == [[1001.0, 1002.0, 1003.0, 1004.0], [1005.0, 1006.0], [1007.0, 1008.0, 1009.0, 1010.0]]
+    assert [b.sent_at for b in receiver.batches] == [1004.0, 1006.0, 1010.0]  # the latest collection's header
+    assert all(len(b.samples) == 2 * len(ts) for b, ts in zip(receiver.batches, sent, strict=True))
+    await ag.close()
