@@ -165,3 +165,25 @@ async def test_agent_pushes_several_collections_as_one_batch_and_at_once_on_a_ra
     assert [b.sent_at for b in receiver.batches] == [1004.0, 1006.0, 1010.0]  # the latest collection's header
     assert all(len(b.samples) == 2 * len(ts) for b, ts in zip(receiver.batches, sent, strict=True))
     await ag.close()
+
+
+async def test_columnar_pusher_sends_rows_serve_decodes(receiver: Receiver):
+    """Pusher(columnar=True): per-GPU samples as rows of columns (one per collection time), the rest as they are."""
+    from redfleet.agent.core import merge_batches
+
+    def one(ts: float) -> IngestBatch:
+        return IngestBatch(node="node-3", sent_at=ts, samples=[
+            *(Sample(metric=m, value=v + g, ts=ts, gpu=g) for g in range(2)
+              for m, v in (("DCGM_FI_DEV_GPU_TEMP", ts - 950), ("DCGM_FI_DEV_POWER_USAGE", 300.0))),
+            Sample(metric="DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", value=2, ts=ts, gpu=0,
+                   labels={"nvlink": "1"})])
+
+    async with Pusher(receiver.url, "tok", columnar=True) as p:
+        assert await p.push(merge_batches([one(1000.0), one(1001.0)]))
+    (node, cols), = receiver.columns
+    b = receiver.batches[0]
+    assert node == "node-3" and cols.ts.tolist() == [1000.0, 1001.0]
+    assert cols.layout.metrics == ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE") and cols.layout.gpus == (0, 1)
+    assert cols.values.tolist() == [[50.0, 300.0, 51.0, 301.0], [51.0, 300.0, 52.0, 301.0]]
+    assert [(s.metric, s.labels) for s in b.samples] == [("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+                                                          {"nvlink": "1"})] * 2

@@ -33,6 +33,7 @@ from redfleet.model.ingest import IngestBatch
 log = logging.getLogger("redfleet.agent.pusher")
 
 INGEST_PATH = "/api/v1/ingest"
+JSON_TYPE = "application/json"
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -64,7 +65,7 @@ class Pusher:
     def __init__(self, server: str, token: str, *, timeout: float = 5.0, retries: int = 3, backoff: float = 0.25,
                  max_backoff: float = 4.0, buffer_batches: int = 900, buffer_bytes: int = 64 << 20,
                  session: aiohttp.ClientSession | None = None, rng: random.Random | None = None,
-                 on_answer: Callable[[bytes], None] | None = None) -> None:
+                 on_answer: Callable[[bytes], None] | None = None, columnar: bool = False) -> None:
         if retries < 1:
             raise ValueError("retries must be >= 1")
         self.url = ingest_url(server)
@@ -74,6 +75,8 @@ class Pusher:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.buffer: deque[bytes] = deque()
+        self.types: deque[str] = deque()  # each buffered body's Content-Type
+        self.columnar = columnar  # IngestBatches in the columnar encoding (serve from this version on)
         self.buffer_batches = buffer_batches
         self.buffer_bytes = buffer_bytes
         self.buffered_bytes = 0
@@ -103,13 +106,24 @@ class Pusher:
 
     # ---- buffer ----------------------------------------------------------------------------------------------
     def submit(self, batch: IngestBatch | bytes) -> None:
-        """Queue a batch (oldest ones dropped when the buffer is full)."""
-        body = batch if isinstance(batch, bytes) else batch.model_dump_json(exclude_defaults=False).encode()
+        """Queue a batch (oldest ones dropped when the buffer is full). With ``columnar``, an IngestBatch goes out
+        in the binary columnar encoding (:mod:`redfleet.telemetry.columns`); bytes are sent as JSON."""
+        ctype = JSON_TYPE
+        if isinstance(batch, bytes):
+            body = batch
+        elif self.columnar:
+            from redfleet.telemetry.columns import BINARY_TYPE, columnar_body
+
+            body, ctype = columnar_body(batch.model_dump(mode="json")), BINARY_TYPE
+        else:
+            body = batch.model_dump_json(exclude_defaults=False).encode()
         self.buffer.append(body)
+        self.types.append(ctype)
         self.buffered_bytes += len(body)
         while len(self.buffer) > self.buffer_batches or (self.buffered_bytes > self.buffer_bytes
                                                          and len(self.buffer) > 1):
             old = self.buffer.popleft()
+            self.types.popleft()
             self.buffered_bytes -= len(old)
             self.stats.dropped += 1
 
@@ -124,10 +138,11 @@ class Pusher:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             body = self.buffer[0]
-            outcome = await self._send(body, deadline)
+            outcome = await self._send(body, deadline, self.types[0])
             if outcome == "retry-later":
                 return False
             self.buffer.popleft()
+            self.types.popleft()
             self.buffered_bytes -= len(body)
         return True
 
@@ -142,10 +157,10 @@ class Pusher:
             d = max(d, min(retry_after, self.max_backoff))
         return d
 
-    async def _send(self, body: bytes, deadline: float | None) -> str:
+    async def _send(self, body: bytes, deadline: float | None, ctype: str = "application/json") -> str:
         """'ok' | 'rejected' | 'retry-later'."""
         s = self._session()
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": ctype}
         for attempt in range(self.retries):
             self.stats.attempts += 1
             if attempt:

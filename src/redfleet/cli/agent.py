@@ -45,6 +45,9 @@ def agent(
     dcgm_exporter: str | None = typer.Option(None, "--dcgm-exporter", metavar="URL",
                                              help="dcgm-exporter metrics URL (implies --source dcgm-exporter)."),
     interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between batches."),
+    columnar: bool = typer.Option(False, "--columnar",
+                                  help="Send per-GPU fields in the columnar encoding (needs a serve with columnar "
+                                       "ingest)."),
     push_every: int = typer.Option(1, "--push-every", min=1,
                                    help="Push every N collections as one batch (at once on an event or a RAS "
                                         "counter change)."),
@@ -146,7 +149,7 @@ def agent(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, stop.set)
-            async with Pusher(server, token, buffer_batches=buffer) as p:
+            async with Pusher(server, token, buffer_batches=buffer, columnar=columnar) as p:
                 await ag.run(p, interval=interval, stop=stop, push_every=push_every)
             return 0
         finally:
