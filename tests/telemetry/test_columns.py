@@ -138,3 +138,16 @@ def test_column_blocks_drop_old_rows_and_mix_with_samples() -> None:
     assert s.latest("n", "temp", gpu=0) == (12.0, 3.0)
     s.drop_node("n")
     assert s.latest("n", "temp", gpu=0) is None and s.nodes() == []
+
+
+def test_older_history_keeps_the_decimals_sent() -> None:
+    """The coarse tier holds float32: points older than the fine ring come back as the decimals that were sent."""
+    s = SeriesStore(capacity=10, coarse_step=10.0)
+    lay = layout(["power"], [0])
+    sent = {float(t): round(700.123 + (t % 3) * 0.111, 3) for t in range(200)}
+    for t, v in sent.items():
+        s.add_columns("n", Columns(lay, np.array([t]), np.array([[v]])))
+    pts = s.window("n", "power", 300, 199.0, gpu=0)
+    older = [p for p in pts if p[0] < 190]
+    assert older and all(v == sent[t] for t, v in older), older[:3]
+    assert s.latest("n", "power", gpu=0) == (199.0, sent[199.0])

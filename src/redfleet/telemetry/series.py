@@ -189,7 +189,8 @@ class Block:
     (NaN / -inf: never); ``first_ts``: when a column took the value it has held since (for columns that never
     changed). ``vcols``: the columns whose value changed at least once, the columns of the fine ring ``fv`` (a row
     per row written, times in ``fts``) and of the coarse ring ``cv`` (the last row of each ``step``, times in
-    ``cts``; a step's row is copied there from the fine ring when the next step begins). ``steady``: the other
+    ``cts``; a step's row is copied there from the fine ring when the next step begins; float32: older points keep
+    7 significant digits, at 10,000 nodes that halves the coarse tier's ~650 MB). ``steady``: the other
     columns, ``steady_v`` their values: a row whose steady columns read the same and that has no NaN costs a few
     array operations (the common case: counters that did not move, gauges that did)."""
 
@@ -211,7 +212,7 @@ class Block:
         self.fv = np.empty((cap, 0))
         self.fn = self.fp = 0  # rows held, next row written
         self.cts = np.full(self.ccap, np.nan)
-        self.cv = np.empty((self.ccap, 0))
+        self.cv = np.empty((self.ccap, 0), dtype=np.float32)  # history older than the fine ring: 7 digits
         self.cn = self.cnew = 0
         self.cbkt = np.nan  # step number of the newest fine row
         self.newest = -np.inf  # time of the newest row written
@@ -300,7 +301,7 @@ class Block:
         self.vcols = np.concatenate((self.vcols, cols))
         self.steady = np.flatnonzero(self.vpos < 0)
         self.fv = np.concatenate((self.fv, fill_f), axis=1)
-        self.cv = np.concatenate((self.cv, fill_c), axis=1)
+        self.cv = np.concatenate((self.cv, fill_c.astype(np.float32)), axis=1)
 
     @staticmethod
     def _rows(n: int, newest: int, cap: int) -> list[int]:
@@ -329,7 +330,7 @@ class Block:
         out = []
         if self.ccap > 0 and (fine_start is None or fine_start > since):
             for r in coarse_rows:
-                t, v = float(self.cts[r]), float(self.cv[r, vp])
+                t, v = float(self.cts[r]), _digits7(self.cv[r, vp])
                 if t >= since and (fine_start is None or t < fine_start) and v == v:
                     out.append((t, v))
         for r in fine_rows:
@@ -343,6 +344,12 @@ class Block:
     def nbytes(self) -> int:
         return int(self.fv.nbytes + self.cv.nbytes + self.fts.nbytes + self.cts.nbytes + self.last.nbytes * 3
                    + self.vpos.nbytes + self.vcols.nbytes)
+
+
+def _digits7(v: Any) -> float:
+    """A float32 of the coarse ring as the decimal it stands for (700.123, not 700.1229858398438)."""
+    x = float(v)
+    return float(f"{x:.7g}") if x == x else x
 
 
 MAX_BLOCKS = 4  # column layouts kept per node (a GPU falling off the bus changes the layout)
