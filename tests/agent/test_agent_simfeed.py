@@ -300,3 +300,21 @@ async def test_columnar_feed_carries_the_same_readings(fleet: SimFleet, rx: Rece
         assert (1, 79) in [(e.gpu, e.code) for e in b.events if e.kind == "xid"]
         lost = [c for n, c in rx.columns if n == name][-1]
         assert 1 not in lost.layout.gpus and len(lost.layout.gpus) == n_gpus - 1
+
+
+@pytest.mark.parametrize("refresh", [None, 3600.0])
+async def test_columnar_feed_of_a_hung_host_has_no_rows(fleet: SimFleet, rx: Receiver, refresh: float | None):
+    name, _ = _gpu_node(fleet)
+    async with SimFeeder(rx.url, TOKENS, fleet=fleet, nvme_every=0, columnar=True, refresh=refresh) as feeder:
+        await feeder.tick(now=1000.0)
+        fleet.dynamics.inject(name, "os-hang")
+        n_cols = len([c for n, c in rx.columns if n == name])
+        st = await feeder.tick(now=1001.0)
+        assert st.failed == 0
+        b = _last(rx, name)
+        assert b.os_state == "hung" and b.samples == [] and b.gpus == [] and b.sent_at == 1001.0
+        assert len([c for n, c in rx.columns if n == name]) == n_cols  # a header alone, no rows
+        fleet.dynamics.clear(name)
+        await feeder.tick(now=1002.0)
+        assert _last(rx, name).os_state == "up"
+        assert [c for n, c in rx.columns if n == name][-1].ts.tolist() == [1002.0]
