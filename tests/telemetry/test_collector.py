@@ -219,6 +219,8 @@ async def test_refresh_polls_now_and_each_inventory_reads_live_values(cert_cache
             coll.refresh(node)  # rather than at a random point of its first minute
             await until(lambda: seen, 10, "first inventory")
             assert "Critical" not in gpu_health()
+            # what the inventory read is not kept in the long-lived client after the poll (memory at fleet scale)
+            assert not coll.clients[node]._cache
             fleet.dynamics.inject(node, "xid", gpu=1, xid=48)  # type: ignore[union-attr]
             assert coll.refresh(node) and not coll.refresh("no-such-node")
             await until(lambda: len(seen) >= 2, 10, "refreshed inventory")
