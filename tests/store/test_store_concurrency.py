@@ -90,3 +90,27 @@ def test_writer_waits_for_a_held_lock(store, fleet_file):
     t.join()
     assert waited >= release_after * 0.5
     assert len(store.snapshots("gpu-001")) == 1
+
+
+def test_sqlite_open_waits_for_a_lock_held_while_switching_to_wal(tmp_path):
+    """SQLite does not call its busy handler for ``PRAGMA journal_mode = WAL``: a process opening a fresh file while
+    another holds the lock got "database is locked" at once (a flaky CI run). The open now waits its turn."""
+    import sqlite3
+    import threading
+
+    from redfleet.store.db import create_store_engine
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a writer midway (RESERVED lock): the case SQLite does not wait for
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    engine = create_store_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()

@@ -10,6 +10,9 @@ costs one reconnect, not an error.
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,26 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
         raise ValueError(f"use the psycopg 3 driver: postgresql+psycopg://... (got {parsed.drivername})")
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _set_wal(cur: Any) -> None:
+    """Switch the file to WAL (a no-op when it already is). SQLite does not call the busy handler for this switch:
+    when several processes open a fresh file at once, the losers get "database is locked" at once. They retry here
+    (bounded by the busy timeout) instead of failing the open."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
@@ -61,7 +84,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys = ON")
             if not memory:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cur)
                 cur.execute("PRAGMA synchronous = NORMAL")
         finally:
             cur.close()
