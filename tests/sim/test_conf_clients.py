@@ -119,7 +119,11 @@ def test_sushy_reads_power_and_resets(fleet: SimProcess, flavor: str, tmp_path: 
     import sushy
 
     node = fleet.node(flavor)
-    root = sushy.Sushy(node["url"] + "/redfish/v1", username=USER, password=PASSWORD, verify=ca_file(node, tmp_path))
+    # Our own auth object, closed (session DELETEd) while the simulator is up. Leaving the logout to
+    # ``Sushy.__del__`` ran it whenever the garbage collector found the object's cycles: in a later test, against a
+    # closed port, with sushy's ten blocking retries stalling that test's event loop (a flaky sim test).
+    auth = sushy.auth.SessionOrBasicAuth(username=USER, password=PASSWORD)
+    root = sushy.Sushy(node["url"] + "/redfish/v1", auth=auth, verify=ca_file(node, tmp_path))
     try:
         systems = [s for s in root.get_system_collection().get_members() if _has_reset(s)]
         assert systems, f"{flavor}: no ComputerSystem with a Reset action"
@@ -137,7 +141,7 @@ def test_sushy_reads_power_and_resets(fleet: SimProcess, flavor: str, tmp_path: 
         system.reset_system(sushy.ResetType.ON)
         wait_for(lambda: state() == sushy.PowerState.ON, what=f"{flavor} On")
     finally:
-        del root  # Sushy.__del__ logs out
+        auth.close()
 
 
 def _has_reset(system: Any) -> bool:
