@@ -13,7 +13,7 @@ from redfleet.paths import mockups_dir
 from redfleet.redfish import RedfishClient, read_sensors
 from redfleet.redfish import sensors as sensors_mod
 from redfleet.redfish import uri as U
-from redfleet.redfish.fleet import fewer_gc_passes
+from redfleet.redfish.fleet import fewer_gc_passes, node_done
 from redfleet.redfish.testing import MockupBMC
 
 pytestmark = pytest.mark.skipif(not MOCKUPS, reason="no mockups in ../shared/redfish/mockups")
@@ -180,6 +180,22 @@ def test_fewer_gc_passes_raises_and_restores_the_threshold() -> None:
         assert gc.get_threshold()[0] == 200_000
     finally:
         gc.set_threshold(*before)
+
+
+def test_finished_nodes_are_kept_from_the_collector_until_the_fleet_operation_ends() -> None:
+    """node_done freezes what exists (results so far) while a fleet operation runs; the last one to end unfreezes,
+    so cyclic garbage made meanwhile is collected again; outside an operation node_done does nothing."""
+    gc.unfreeze()
+    node_done()
+    assert gc.get_freeze_count() == 0
+    with fewer_gc_passes():
+        result = [{"reading": float(i)} for i in range(1000)]
+        node_done()
+        assert gc.get_freeze_count() >= len(result)
+        with fewer_gc_passes():  # an overlapping operation ends first: the freeze stays
+            node_done()
+        assert gc.get_freeze_count() >= len(result)
+    assert gc.get_freeze_count() == 0
 
 
 @pytest.mark.parametrize("keep", [True, False])
