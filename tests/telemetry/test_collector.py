@@ -103,6 +103,38 @@ async def test_throttled_bmc_backs_off_and_recovers(cert_cache: Any) -> None:
         assert not [r for r in rec.reach if not r[1]]
 
 
+async def test_slowness_is_judged_per_request_not_per_poll(cert_cache: Any) -> None:
+    """Every answer takes 40 ms. An inventory poll is many reads (seconds on a real HGX) and says nothing about the
+    BMC's pace: with slow_s = 0.1 s per request the node keeps its intervals through inventory polls. With slow_s
+    below the 40 ms it does answer in, its intervals are stretched."""
+    async with sim(cert_cache, {"openbmc": 1}, "127.19.6.1", latency="const:40ms") as fleet:
+        targets = targets_from_fleet(fleet.fleet_file())
+        for slow_s, stretched in ((0.1, False), (0.02, True)):
+            hub = Hub(None, SeriesStore(), Recorder())
+            inventories: list[str] = []
+            orig = hub.observe_inventory
+
+            def spy(node: str, inv: Any, *a: Any, _orig: Any = orig, _seen: list[str] = inventories, **kw: Any) -> Any:
+                _seen.append(node)
+                return _orig(node, inv, *a, **kw)
+
+            hub.observe_inventory = spy  # type: ignore[method-assign]
+            iv = Intervals(sensors=0.3, inventory=0.6, jitter=0.1, slow_s=slow_s, max_backoff=4.0)
+            coll = Collector(hub, targets, intervals=iv, inventory=True, events=False)
+            st = coll.state[targets[0].name]
+            coll.start()
+            try:
+                if stretched:
+                    await until(lambda st=st: st.factor > 1.0, what="intervals stretched for a slow BMC")
+                else:
+                    await until(lambda st=st, inv=inventories: len(inv) >= 2 and st.polls >= 5,
+                                what="two inventory polls and more")
+                    assert st.factor == 1.0, f"stretched by {st.factor} though each answer took 40 ms"
+                    assert max(coll.poll_durations) > 0.1  # whole polls were slower than slow_s: only the pace counts
+            finally:
+                await coll.stop()
+
+
 async def test_unreachable_bmc_reported_and_back(cert_cache: Any) -> None:
     async with sim(cert_cache, {"ami": 2}, "127.19.3.1") as fleet:
         hub, rec, coll = make(fleet)

@@ -4,8 +4,9 @@ adapting to slow and rate-limiting BMCs.
 * Intervals per kind (:class:`Intervals`): sensors (thermal/power) fast, inventory/firmware slow.
 * No thundering herd: each node's first poll of each kind lands at a random point of its interval, and every later
   one gets ``jitter`` (a fraction of the interval) added or taken away.
-* Adaptive: a BMC answering slower than ``slow_s`` (or throttling, 429/503, honouring ``Retry-After``) gets its
-  intervals stretched (x ``backoff`` per step, up to ``max_backoff``); good answers shrink them back step by step.
+* Adaptive: a BMC whose answers take longer than ``slow_s`` on average over a poll (or that throttles, 429/503,
+  honouring ``Retry-After``) gets its intervals stretched (x ``backoff`` per step, up to ``max_backoff``); good
+  answers shrink them back step by step.
   An unreachable BMC is retried with exponential backoff (``retry_min_s`` .. ``retry_max_s``) and reported to
   the health engine each time.
 * Events: where the BMC advertises ``ServerSentEventUri`` an SSE stream is consumed (:mod:`.sse`); elsewhere, when
@@ -40,7 +41,9 @@ class Intervals:
     sensors: float = 10.0  # thermal / power sensors
     inventory: float = 3600.0  # inventory and firmware
     jitter: float = 0.1  # +- this fraction of the interval on every poll
-    slow_s: float = 2.0  # a poll slower than this stretches the node's intervals
+    # A poll whose requests took longer than this each, on average, stretches the node's intervals. Per request,
+    # not per poll: a healthy HGX's inventory is ~60 reads and takes seconds, which says nothing about the BMC.
+    slow_s: float = 1.0
     backoff: float = 2.0
     max_backoff: float = 16.0  # intervals stretched at most this much
     retry_min_s: float = 2.0  # unreachable BMC: first retry after this, doubling ...
@@ -207,12 +210,17 @@ class Collector:
             with contextlib.suppress(Exception):
                 await c.close()
 
+    def _sent(self, st: NodeCollectState) -> int:
+        c = self.clients.get(st.target.name)
+        return c.requests if c is not None else 0
+
     async def _poll(self, st: NodeCollectState, kind: str) -> bool:
         name = st.target.name
         async with self.sem:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             t0 = time.monotonic()
+            sent = self._sent(st)
             try:
                 c = await self._ensure_client(st)
                 if kind == "sensors":
@@ -264,7 +272,7 @@ class Collector:
             if len(self.poll_durations) > 4096:
                 del self.poll_durations[:2048]
             st.last_error = None
-            if dur > self.iv.slow_s:
+            if dur / max(1, self._sent(st) - sent) > self.iv.slow_s:
                 st.factor = min(self.iv.max_backoff, st.factor * self.iv.backoff)
             elif st.factor > 1.0:
                 st.factor = max(1.0, st.factor / self.iv.backoff)
