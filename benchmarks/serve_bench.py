@@ -420,7 +420,9 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
             out["feeder"] = json.loads(feeder_stats.read_text())
         return out
     finally:
-        stop_all((serve, sim))
+        # the agents (feeder) first: stopped together, its last round met a closed serve and warned of refusals
+        stop_all((sim,))
+        stop_all((serve,))
 
 
 def push_note(args: argparse.Namespace) -> str:
