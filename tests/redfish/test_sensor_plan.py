@@ -266,26 +266,6 @@ async def test_expand_advertised_but_ignored_still_reads_every_sensor() -> None:
     assert len(member_reads) == len(cold.readings)  # each member fetched, once
 
 
-def test_raise_open_files_lifts_the_soft_limit_up_to_what_is_allowed() -> None:
-    import resource
-
-    from redfleet.redfish.fleet import raise_open_files
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1200:
-        pytest.skip("hard open-file limit too low to test with")
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1000, hard))
-        assert raise_open_files(500) == 1000  # enough already: untouched
-        assert raise_open_files(1100) == 1100 == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if hard != resource.RLIM_INFINITY:
-            got = raise_open_files(hard + 10)  # more than the hard limit: as much as this process may have
-            assert got >= hard and resource.getrlimit(resource.RLIMIT_NOFILE)[0] == got
-    finally:
-        cur_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, cur_hard))
-
-
 async def test_hard_error_in_a_planned_read_is_raised_not_replanned() -> None:
     from redfleet.redfish.client import RetryPolicy
     from redfleet.redfish.errors import Throttled

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import resource
 from typing import Any
 
 import orjson
@@ -18,7 +17,6 @@ import pytest
 
 from redfleet.sim import SimConfig, SimFleet
 from redfleet.sim import expand as expand_fast
-from redfleet.sim import fleet as fleet_mod
 from redfleet.sim.dyn_node import NodeDyn
 from redfleet.sim.template import JSON_TYPE
 
@@ -252,29 +250,6 @@ async def test_fast_path_query_shows_a_fault_at_once_and_time_moves(tmp_path):
         assert cool == later
         fleet.instant = None
         writer.close()
-
-
-def test_raise_nofile_raises_the_hard_limit_where_allowed(monkeypatch):
-    limits = {"now": (1024, 20_000)}
-    calls: list[tuple[int, int]] = []
-
-    def setrlimit(which: int, value: tuple[int, int]) -> None:
-        calls.append(value)
-        if value[1] > limits["now"][1] and not limits.get("may"):
-            raise ValueError("not allowed to raise maximum limit")
-        limits["now"] = value
-
-    monkeypatch.setattr(resource, "getrlimit", lambda which: limits["now"])
-    monkeypatch.setattr(resource, "setrlimit", setrlimit)
-    monkeypatch.setattr(fleet_mod, "_nr_open", lambda: 30_000)
-    assert fleet_mod.raise_nofile(25_000) == 20_000  # not allowed: the soft limit goes up to the hard one
-    assert limits["now"] == (20_000, 20_000)
-    limits["may"] = True
-    assert fleet_mod.raise_nofile(25_000) == 25_000
-    assert limits["now"] == (25_000, 25_000)
-    assert fleet_mod.raise_nofile(50_000) == 30_000  # never past the kernel's nr_open
-    assert fleet_mod.raise_nofile(10_000) == 30_000  # enough already: nothing changes
-    assert calls[-1] == (30_000, 30_000)
 
 
 async def _raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-import resource
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from redfleet.model.fleetfile import FleetFile
+from redfleet.oslimits import raise_open_files
 from redfleet.redfish.client import RedfishClient, RetryPolicy, Timeouts
 from redfleet.redfish.errors import RedfishError
 from redfleet.redfish.tls import PinStore, TLSPolicy
@@ -141,31 +141,6 @@ class FleetOptions:
     # FleetPoller: keep each BMC's keep-alive connections open between polls (None: when the open-file limit,
     # raised as far as allowed, holds per_bmc connections per BMC; else they are closed after each node's poll)
     keep_connections: bool | None = None
-
-
-def raise_open_files(need: int) -> int:
-    """Let this process hold ``need`` open files: the soft RLIMIT_NOFILE up to the hard one, and the hard one too
-    up to the kernel's nr_open where the process may raise it (root with CAP_SYS_RESOURCE). Returns the soft limit
-    now in force (maybe still below ``need``)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return need if soft == resource.RLIM_INFINITY else soft
-    if hard != resource.RLIM_INFINITY and hard < need:
-        try:
-            with open("/proc/sys/fs/nr_open") as f:
-                ceiling = min(need, int(f.read().split()[0]))
-        except (OSError, ValueError, IndexError):
-            ceiling = need
-        if ceiling > hard:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
-                return ceiling
-    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        return soft
-    return target
 
 
 async def run_fleet(

@@ -13,7 +13,6 @@ import errno
 import importlib
 import ipaddress
 import logging
-import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from redfleet.model.fleetfile import Credential, FleetFile, FleetNode
+from redfleet.oslimits import raise_open_files
 from redfleet.sim.certs import CertStore
 from redfleet.sim.fastpath import FastProtocol
 from redfleet.sim.flavors import REDFISH_FLAVORS, Flavor, get_flavor, mockup_flavor
@@ -112,44 +112,6 @@ def plan_flavors(cfg: SimConfig) -> list[Flavor]:
         return out
     names = list(REDFISH_FLAVORS)
     return [get_flavor(names[i % len(names)]) for i in range(cfg.nodes)]
-
-
-def _nr_open() -> int:
-    """The kernel's ceiling for RLIMIT_NOFILE (/proc/sys/fs/nr_open), or 1,048,576 (its default) if unreadable."""
-    try:
-        return int(Path("/proc/sys/fs/nr_open").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 1 << 20
-
-
-def raise_nofile(need: int) -> int:
-    """Let this process open ``need`` files (one listening socket per BMC, one per client connection, more):
-    the soft limit goes up to the hard one, and where the hard one is too low and the process may raise it (root,
-    CAP_SYS_RESOURCE) the hard one too, up to the kernel's nr_open. Returns the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= need:
-        return soft
-    why = "the hard limit"
-    if hard != resource.RLIM_INFINITY and hard < need:
-        ceiling = min(need, _nr_open())
-        if ceiling > hard:
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
-            except (ValueError, OSError) as exc:
-                why = f"the hard limit, which this process may not raise ({exc}): raise it with ulimit -Hn"
-            else:
-                log.info("open files: raised the limit from %d (hard %d) to %d", soft, hard, ceiling)
-                return ceiling
-    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        return soft
-    if target > soft:
-        log.info("open files: raised the soft limit from %d to %d", soft, target)
-    if target < need:
-        log.warning("open files: %d wanted, %d allowed by %s", need, target, why)
-    return target
 
 
 class SimFleet:
@@ -410,10 +372,10 @@ class SimFleet:
 
     async def _listen_all(self) -> None:
         nodes = self._nodes
-        raise_nofile(len(self._order) * 3 + 4096)
+        raise_open_files(len(self._order) * 3 + 4096)
         if not nodes:
             return
-        raise_nofile(len(nodes) * 2 + 4096)
+        raise_open_files(len(nodes) * 2 + 4096)
         for _attempt in range(20):
             socks: list[socket.socket] = []
             try:
