@@ -73,3 +73,34 @@ def test_gpu_uncorrectable_ecc_log_is_not_a_dimm_storm():
                                      severity="Warning"))
     eng.evaluate(0.0)
     assert "dimm-ce-storm-log" in {r.rule for r in eng.node_health("n2").reasons}
+
+
+def _inventory(gpu_health: str) -> dict[str, object]:
+    return {"gpus": [{"id": "GPU_SXM_3", "name": "GPU_SXM_3", "model": "NVIDIA H100 80GB HBM3",
+                      "health": gpu_health, "state": "Enabled"}]}
+
+
+def test_gpu_critical_for_one_inventory_read_is_a_blip():
+    """A GPU's Health rolls up its temperature: an inventory read inside a thermal blip says Critical. The rule
+    holds it; the collector's confirmation read (OK) clears it before the hold is up."""
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_inventory("n1", _inventory("Critical"), 0.0)
+    eng.evaluate(0.0)
+    assert "gpu-health" not in _rules(eng)
+    eng.observe_inventory("n1", _inventory("OK"), 30.0)
+    eng.evaluate(30.0)
+    eng.evaluate(600.0)
+    assert "gpu-health" not in _rules(eng) and eng.node_health("n1").state == "healthy"
+
+
+def test_gpu_critical_on_the_confirmation_read_is_flagged():
+    eng = HealthEngine(clock=lambda: 0.0)
+    eng.observe_inventory("n1", _inventory("Critical"), 0.0)
+    eng.evaluate(0.0)
+    eng.observe_inventory("n1", _inventory("Critical"), 30.0)
+    eng.evaluate(30.0)
+    assert "gpu-health" not in _rules(eng)
+    eng.evaluate(61.0)
+    reason = next(r for r in eng.node_health("n1").reasons if r.rule == "gpu-health")
+    assert reason.component == "gpu:GPU_SXM_3" and reason.action == "RESET_GPU" and reason.since == 0.0
+    assert eng.node_health("n1").state == "unhealthy"

@@ -263,3 +263,38 @@ async def test_refresh_polls_now_and_each_inventory_reads_live_values(cert_cache
             assert "Critical" not in gpu_health(), gpu_health()
         finally:
             await coll.stop()
+
+
+async def test_newly_bad_component_is_read_again_soon_once(cert_cache: Any) -> None:
+    """An inventory that shows a component newly Critical is read again after ``confirm_s`` rather than an hour
+    later (a GPU's Health rolls up a short thermal blip); a part that stays bad does not keep the reads coming."""
+    async with sim(cert_cache, {"dgx": 1}, "127.19.9.33") as fleet:
+        hub, _rec, coll = make(fleet, sensors=3600.0, inventory=3600.0, confirm_s=0.5)
+        coll.inventory = True
+        seen: list[dict[str, Any]] = []
+        orig = hub.observe_inventory
+
+        def spy(node: str, inventory: dict[str, Any], now: float | None = None) -> None:
+            seen.append(inventory)
+            orig(node, inventory, now)
+
+        hub.observe_inventory = spy  # type: ignore[method-assign]
+        node = fleet.nodes[0].name
+        st = coll.state[node]
+        coll.start()
+        try:
+            await asyncio.sleep(0.2)
+            coll.refresh(node)
+            await until(lambda: seen, 10, "first inventory")
+            assert st.confirms == 0 and not st.bad_parts
+            fleet.dynamics.inject(node, "xid", gpu=2, xid=48)  # type: ignore[union-attr]
+            coll.refresh(node, ("inventory",))
+            await until(lambda: len(seen) >= 2, 10, "inventory after the fault")
+            assert any(p.startswith("gpus:") for p in st.bad_parts), st.bad_parts
+            # no refresh: the collector looks again by itself
+            await until(lambda: len(seen) >= 3, 10, "confirmation read")
+            assert st.confirms == 1
+            await asyncio.sleep(1.5)  # three confirm_s: the part is still bad, but no longer new
+            assert len(seen) == 3 and st.confirms == 1, (len(seen), st.confirms)
+        finally:
+            await coll.stop()

@@ -49,6 +49,10 @@ class Intervals:
     retry_min_s: float = 2.0  # unreachable BMC: first retry after this, doubling ...
     retry_max_s: float = 60.0  # ... up to this
     event_renew_s: float = 60.0  # push subscriptions checked (and recreated when gone) this often
+    # An inventory that shows a component newly Warning/Critical is read again this soon, within the hold time of
+    # the component-health rules: a GPU's Health rolls up its temperature, so a read that lands in a short thermal
+    # blip says Critical, and without a second look it would stand until the next hourly inventory.
+    confirm_s: float = 30.0
 
 
 @dataclass
@@ -66,6 +70,23 @@ class NodeCollectState:
     retry_after: float | None = None  # the BMC's last Retry-After (throttled)
     subscriptions_made: int = 0  # push subscriptions created (first one + recreations)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by Collector.refresh
+    bad_parts: frozenset[str] = frozenset()  # components Warning/Critical (or GPU Absent) in the last inventory
+    confirm: bool = False  # the last inventory showed a newly bad component: read it again after confirm_s
+    confirms: int = 0  # confirmation reads scheduled
+
+
+_PART_LISTS = ("gpus", "cpus", "memory", "drives", "nics", "psus", "fans")
+
+
+def bad_parts(inventory: dict[str, Any]) -> frozenset[str]:
+    """``list:id`` of every inventory item whose Health is Warning or Critical (or a GPU that is Absent)."""
+    out = set()
+    for coll in _PART_LISTS:
+        for item in inventory.get(coll) or []:
+            if isinstance(item, dict) and (item.get("health") in ("Warning", "Critical")
+                                           or (coll == "gpus" and item.get("state") == "Absent")):
+                out.add(f"{coll}:{item.get('id') or item.get('name')}")
+    return frozenset(out)
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -176,6 +197,10 @@ class Collector:
                 if ok:
                     st.failures = 0
                     st.next_due[kind] = now + self._jittered(self.interval(st, kind))
+                    if kind == "inventory" and st.confirm:
+                        st.confirm = False
+                        st.confirms += 1
+                        st.next_due[kind] = min(st.next_due[kind], now + self.iv.confirm_s)
                     if self.events and event_task is None and st.target.name in self.clients:
                         event_task = asyncio.create_task(self._events(st), name=f"events:{st.target.name}")
                 else:
@@ -240,7 +265,11 @@ class Collector:
                         # of Python objects) would otherwise sit in the kept client until the next inventory, an
                         # hour later (serve's RSS grew by ~1 GB at 1,000 BMCs). Sensor polls re-plan once after it.
                         c.forget()
-                    self.hub.observe_inventory(name, inv.model_dump(mode="json"))
+                    dump = inv.model_dump(mode="json")
+                    bad = bad_parts(dump)
+                    st.confirm = bool(bad - st.bad_parts)
+                    st.bad_parts = bad
+                    self.hub.observe_inventory(name, dump)
                     self.hub.observe_reachability(name, True)
             except asyncio.CancelledError:
                 raise
