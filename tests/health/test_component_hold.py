@@ -80,26 +80,26 @@ def _inventory(gpu_health: str) -> dict[str, object]:
                       "health": gpu_health, "state": "Enabled"}]}
 
 
+def _inventory_reads(*reads: tuple[float, str]) -> HealthEngine:
+    """An engine that saw these (time, GPU Health) inventory reads, judged after each."""
+    eng = HealthEngine(clock=lambda: 0.0)
+    for ts, health in reads:
+        eng.observe_inventory("n1", _inventory(health), ts)
+        eng.evaluate(ts)
+        assert "gpu-health" not in _rules(eng), f"flagged at {ts} s, inside the 60 s hold"
+    return eng
+
+
 def test_gpu_critical_for_one_inventory_read_is_a_blip():
     """A GPU's Health rolls up its temperature: an inventory read inside a thermal blip says Critical. The rule
     holds it; the collector's confirmation read (OK) clears it before the hold is up."""
-    eng = HealthEngine(clock=lambda: 0.0)
-    eng.observe_inventory("n1", _inventory("Critical"), 0.0)
-    eng.evaluate(0.0)
-    assert "gpu-health" not in _rules(eng)
-    eng.observe_inventory("n1", _inventory("OK"), 30.0)
-    eng.evaluate(30.0)
+    eng = _inventory_reads((0.0, "Critical"), (30.0, "OK"))
     eng.evaluate(600.0)
     assert "gpu-health" not in _rules(eng) and eng.node_health("n1").state == "healthy"
 
 
 def test_gpu_critical_on_the_confirmation_read_is_flagged():
-    eng = HealthEngine(clock=lambda: 0.0)
-    eng.observe_inventory("n1", _inventory("Critical"), 0.0)
-    eng.evaluate(0.0)
-    eng.observe_inventory("n1", _inventory("Critical"), 30.0)
-    eng.evaluate(30.0)
-    assert "gpu-health" not in _rules(eng)
+    eng = _inventory_reads((0.0, "Critical"), (30.0, "Critical"))
     eng.evaluate(61.0)
     reason = next(r for r in eng.node_health("n1").reasons if r.rule == "gpu-health")
     assert reason.component == "gpu:GPU_SXM_3" and reason.action == "RESET_GPU" and reason.since == 0.0

@@ -226,20 +226,26 @@ async def test_push_subscription_created_delivered_and_recreated(cert_cache: Any
         assert subs == {}, "serve left its subscription on the BMC at shutdown"
 
 
+def spy_inventories(hub: Hub) -> list[dict[str, Any]]:
+    """Every inventory the collector hands the hub, in order (the hub still gets it)."""
+    seen: list[dict[str, Any]] = []
+    orig = hub.observe_inventory
+
+    def spy(node: str, inventory: dict[str, Any], now: float | None = None) -> None:
+        seen.append(inventory)
+        orig(node, inventory, now)
+
+    hub.observe_inventory = spy  # type: ignore[method-assign]
+    return seen
+
+
 async def test_refresh_polls_now_and_each_inventory_reads_live_values(cert_cache: Any) -> None:
     """The collector keeps one client per BMC; an inventory poll must not be answered from what that client read
     before (a repaired GPU would stay Critical until serve restarts), and refresh() polls at once."""
     async with sim(cert_cache, {"dgx": 1}, "127.19.9.1") as fleet:
         hub, _rec, coll = make(fleet, sensors=3600.0, inventory=3600.0)
         coll.inventory = True
-        seen: list[dict[str, Any]] = []
-        orig = hub.observe_inventory
-
-        def spy(node: str, inventory: dict[str, Any], now: float | None = None) -> None:
-            seen.append(inventory)
-            orig(node, inventory, now)
-
-        hub.observe_inventory = spy  # type: ignore[method-assign]
+        seen = spy_inventories(hub)
         node = fleet.nodes[0].name
 
         def gpu_health() -> list[str | None]:
@@ -271,14 +277,7 @@ async def test_newly_bad_component_is_read_again_soon_once(cert_cache: Any) -> N
     async with sim(cert_cache, {"dgx": 1}, "127.19.9.33") as fleet:
         hub, _rec, coll = make(fleet, sensors=3600.0, inventory=3600.0, confirm_s=0.5)
         coll.inventory = True
-        seen: list[dict[str, Any]] = []
-        orig = hub.observe_inventory
-
-        def spy(node: str, inventory: dict[str, Any], now: float | None = None) -> None:
-            seen.append(inventory)
-            orig(node, inventory, now)
-
-        hub.observe_inventory = spy  # type: ignore[method-assign]
+        seen = spy_inventories(hub)
         node = fleet.nodes[0].name
         st = coll.state[node]
         coll.start()

@@ -1283,23 +1283,41 @@ class HealthEngine:
             out.pop("os_unresponsive", None)
         return list(out.values())
 
-    def _component_reasons(self, n: _Node, now: float, due: list[float]) -> list[Reason]:
+    def _component_reasons(self, n: _Node, now: float, due: list[float],
+                           held: list[Reason] | None = None) -> list[Reason]:
+        """The component-health reasons whose hold time is up; those still inside it go to ``held``."""
         out: dict[tuple[str, str], Reason] = {}
         for source, comps in n.comp_health.items():
             for comp, (coll, health, name, since) in comps.items():
                 for r in self._comp_rules:
                     if r.source not in ("any", source) or coll not in r.collections or health not in r.health:
                         continue
-                    if now - since < r.for_:
+                    waiting = now - since < r.for_
+                    if waiting:
                         due.append(since + r.for_)  # look again when the hold time is up
-                        break
+                        if held is None:
+                            break
                     key = (r.id, comp)
                     if key not in out:
                         text = _format(r.message, f"{name}: Health {health} (BMC {source})", name=name,
                                        health=health, component=comp)
-                        out[key] = Reason(r.id, r.severity, r.classification, r.action, comp, text, since)
+                        reason = Reason(r.id, r.severity, r.classification, r.action, comp, text, since)
+                        if not waiting:
+                            out[key] = reason
+                        elif held is not None:
+                            held.append(reason)
                     break
         return list(out.values())
+
+    def held(self, node: str, now: float | None = None) -> list[Reason]:
+        """Component Health the BMC reports bad that a rule still holds (inside its ``for:``): not a reason yet,
+        but no proof of health either. Remediation's gate waits these out rather than pass a node on them."""
+        n = self._nodes.get(node)
+        if n is None:
+            return []
+        out: list[Reason] = []
+        self._component_reasons(n, self.clock() if now is None else now, [], out)
+        return out
 
     # --- reading ------------------------------------------------------------------------------------------------
     def node_health(self, node: str) -> NodeHealth:

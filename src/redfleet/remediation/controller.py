@@ -669,6 +669,12 @@ class RemediationController:
                 in keys]
         if left:
             return False, f"still {left[0].get('rule')}@{left[0].get('component')}"
+        # a part the BMC reads Critical since the repair is held by its rule for a while (a blip clears in that
+        # time); the gate does not pass a node on it meanwhile
+        held = getattr(self.hub.engine, "held", None)
+        pending = [r for r in (held(f.node) if held is not None else []) if r.severity == "critical"]
+        if pending:
+            return False, f"{pending[0].rule}@{pending[0].component} held (the BMC says {pending[0].message})"
         st = self.hub.nodes.get(f.node)
         if st is not None and st.agent_seen and not self._agent_alive(f.node, within=15.0):
             return False, "the in-band agent is not reporting"
