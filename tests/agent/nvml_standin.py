@@ -13,13 +13,17 @@ builds the same subclass the real bindings raise) and mimics, per function, what
 - ``nvmlDeviceGetFieldValues`` → values with fieldId / nvmlReturn / valueType / value.<member>;
 - events: ``nvmlEventSetCreate`` / ``nvmlDeviceRegisterEvents`` / ``nvmlEventSetWait`` (raises NVML_ERROR_TIMEOUT
   when nothing is pending; ``eventType`` nvmlEventTypeXidCriticalError, ``eventData`` the Xid);
-- a lost GPU (:meth:`StandInNvml.lose`) raises NVML_ERROR_GPU_IS_LOST from every call on its handle.
+- a lost GPU (:meth:`StandInNvml.lose`) raises NVML_ERROR_GPU_IS_LOST from every call on its handle;
+- ``holder``: a file that exists from ``nvmlInit`` to ``nvmlShutdown``, as the process's open ``/dev/nvidia*``
+  descriptors do (a fake ``nvidia-smi --gpu-reset`` can refuse while it is there, as the real one refuses a GPU
+  another client holds).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,7 +68,8 @@ def _err(code: int) -> pynvml.NVMLError:
 class StandInNvml:
     """Module-like stand-in. Attributes not defined here (constants, NVMLError...) come from pynvml."""
 
-    def __init__(self, gpus: list[FakeGpu] | None = None, driver: str = "550.90.07") -> None:
+    def __init__(self, gpus: list[FakeGpu] | None = None, driver: str = "550.90.07",
+                 holder: Path | None = None) -> None:
         self.gpus = gpus if gpus is not None else [FakeGpu(i, b) for i, b in enumerate((0x18, 0x2A, 0x3A, 0x5D))]
         for g in self.gpus:
             g.uuid = g.uuid or f"GPU-{g.index:08x}-1111-2222-3333-{g.bus:012x}"
@@ -74,6 +79,7 @@ class StandInNvml:
         self.sets: list[deque[Any]] = []
         self.registered: dict[int, list[int]] = {}  # gpu → event set ids
         self.handles: dict[int, Any] = {}
+        self.holder = holder
 
     def __getattr__(self, name: str) -> Any:
         return getattr(pynvml, name)
@@ -108,11 +114,15 @@ class StandInNvml:
     # ---- API --------------------------------------------------------------------------------------------------
     def nvmlInit(self) -> None:
         self.initialized = True
+        if self.holder is not None:
+            self.holder.write_text("held")
 
     def nvmlShutdown(self) -> None:
         if not self.initialized:
             raise _err(pynvml.NVML_ERROR_UNINITIALIZED)
         self.initialized = False
+        if self.holder is not None:
+            self.holder.unlink(missing_ok=True)
 
     def nvmlSystemGetDriverVersion(self) -> str:
         return self.driver

@@ -3,10 +3,15 @@ behaviour; no GPU on this machine). On a GPU machine, test_real_nvml_when_presen
 
 from __future__ import annotations
 
+import asyncio
+import stat
+from pathlib import Path
+
 import pynvml
 import pytest
 from nvml_standin import FakeGpu, StandInNvml
 
+from redfleet.agent.actions import CommandRunner
 from redfleet.agent.core import Agent
 from redfleet.agent.fields import BY_NAME
 from redfleet.agent.kmsg import KmsgSource
@@ -139,6 +144,43 @@ async def test_agent_nvml_failure_still_heartbeats():
     assert len(b.events) == 1 and "NVML failed" in b.events[0].message and "Driver Not Loaded" in b.events[0].message
     b = await ag.collect(now=2.0)
     assert b.events == []  # the failure is reported once
+
+
+def _refusing_smi(tmp_path: Path, holder: Path) -> Path:
+    """nvidia-smi --gpu-reset that refuses while another client holds NVML (``holder`` exists), as the real one
+    does, and takes half a second otherwise."""
+    p = tmp_path / "nvidia-smi"
+    p.write_text(f"#!/bin/sh\nif [ -e {holder} ]; then\n  echo 'GPU 00000000:3A:00.0: In use by another client'\n"
+                 "  exit 255\nfi\nsleep 0.5\necho 'GPU 00000000:3A:00.0 was successfully reset.'\n")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return p
+
+
+async def test_gpu_reset_releases_nvml_and_takes_fresh_handles(tmp_path: Path) -> None:
+    holder = tmp_path / "nvidia0.open"
+    nv = StandInNvml(holder=holder)
+    runner = CommandRunner(allow=True, nvidia_smi=str(_refusing_smi(tmp_path, holder)))
+    ag = Agent("gpu-node-1", source="nvml", nvml=nv, commands=runner)
+    assert len((await ag.collect(now=1.0)).gpus) == 4 and holder.exists()
+    nv.lose(2)
+    lost = await ag.collect(now=2.0)
+    assert [g.gpu for g in lost.gpus] == [0, 1, 3] and lost.gpus_expected == 4
+    runner.offer([{"id": "c1", "kind": "gpu-reset", "gpu": 2, "reason": "xid 79", "issued_at": 2.0,
+                   "delivery": 1}])
+    await asyncio.sleep(0.25)
+    # mid-reset: NVML is released, the heartbeat still goes out, with no word on GPUs (neither present nor missing)
+    assert not holder.exists() and not nv.initialized
+    mid = await ag.collect(now=3.0)
+    assert mid.samples == [] and mid.gpus == [] and mid.gpus_expected is None and mid.events == []
+    nv.gpus[2].lost = False  # the reset brought the GPU back
+    await runner.wait_idle()
+    (res,) = runner.drain()
+    assert res.ok and "successfully reset" in res.message, res.message
+    after = await ag.collect(now=4.0)
+    assert [g.gpu for g in after.gpus] == [0, 1, 2, 3] and after.gpus_expected == 4
+    assert any(s.gpu == 2 for s in after.samples) and holder.exists()
+    await ag.close()
+    assert not holder.exists()
 
 
 def test_real_nvml_when_present():

@@ -27,6 +27,7 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,9 @@ class CommandRunner:
         self.done = Remembered()
         self.ready: list[CommandResult] = []  # results for the next batch
         self.running: dict[str, asyncio.Task[None]] = {}
+        # held around nvidia-smi --gpu-reset: the agent releases its own NVML session there (nvidia-smi refuses to
+        # reset a GPU any other client holds, a monitoring one included)
+        self.gpu_reset_guard: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     # ---- from serve's answers --------------------------------------------------------------------------------
     def on_answer(self, body: bytes) -> None:
@@ -266,7 +270,9 @@ class CommandRunner:
                                 "server": self.server, "started_at": self.clock(), "boot_id": self.boot_id})
         if cmd["kind"] == "gpu-reset":
             argv = [self.nvidia_smi, "--gpu-reset", "-i", str(int(cmd["gpu"]))]
-            ok, message = await run_program(argv, self.gpu_reset_timeout)
+            guard = self.gpu_reset_guard() if self.gpu_reset_guard is not None else contextlib.nullcontext()
+            async with guard:
+                ok, message = await run_program(argv, self.gpu_reset_timeout)
         else:
             ok, message = await run_program(self.reboot_command, self.reboot_timeout)
             if ok:

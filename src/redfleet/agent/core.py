@@ -21,6 +21,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,7 @@ from redfleet.agent.actions import CommandRunner
 from redfleet.agent.dcgm import DcgmExporterCollector
 from redfleet.agent.kmsg import JournalSource, KmsgSource, bus_key, xid_events
 from redfleet.agent.nvme import NvmeCollector, samples_of
-from redfleet.agent.nvml import NvmlCollector
+from redfleet.agent.nvml import NvmlCollector, NvmlSuspended
 from redfleet.agent.pusher import Pusher
 from redfleet.model.ingest import GpuIdentity, InbandEvent, IngestBatch, NvmeReport, Sample
 
@@ -72,6 +73,20 @@ class Agent:
         self.gpus_by_bus: dict[str, int] = {}
         self.session: aiohttp.ClientSession | None = None
         self.commands = commands
+        if commands is not None and self.nvml is not None:
+            commands.gpu_reset_guard = self._nvml_released
+
+    @contextlib.asynccontextmanager
+    async def _nvml_released(self) -> AsyncIterator[None]:
+        """NVML shut down while a GPU reset runs (batches still go out, without GPU readings), then opened anew."""
+        nvml = self.nvml
+        assert nvml is not None
+        await asyncio.to_thread(nvml.suspend)
+        log.info("NVML released for a GPU reset")
+        try:
+            yield
+        finally:
+            nvml.resume()
 
     async def start(self) -> None:
         if self.journal is not None and self.journal.proc is None:
@@ -114,15 +129,18 @@ class Agent:
         if self.nvml is not None:
             try:
                 s, ev, gpus = await asyncio.to_thread(self.nvml.collect, now)
+            except NvmlSuspended:
+                gpus_expected = None  # no GPU word this batch: neither present nor missing
+            except Exception as exc:
+                gpu_ok = False
+                self._fail("NVML", f"{type(exc).__name__}: {exc}", now, events)
+            else:
                 samples += s
                 source_events += ev
                 self.driver_version = self.nvml.driver_version
                 gpus_expected = self.nvml.gpus_expected
                 self.gpus_by_bus = self.nvml.gpus_by_bus
                 self._fail("NVML", None, now, events)
-            except Exception as exc:
-                gpu_ok = False
-                self._fail("NVML", f"{type(exc).__name__}: {exc}", now, events)
         elif self.dcgm is not None:
             if self.session is None:
                 self.session = aiohttp.ClientSession()

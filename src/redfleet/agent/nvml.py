@@ -11,6 +11,10 @@ The field mapping is the table in :mod:`redfleet.agent.fields`. Behaviour that m
   nvmlEventTypeXidCriticalError, set)`` + ``nvmlEventSetWait(set, timeout_ms)`` (``NVML_ERROR_TIMEOUT`` when none);
   ``eventData`` is the Xid number. The last Xid per GPU is also reported as ``DCGM_FI_DEV_XID_ERRORS`` (sticky,
   as DCGM does).
+- a GPU reset (``nvidia-smi --gpu-reset``) needs the GPU free of every client, monitoring ones included: the agent
+  shuts NVML down around it (:meth:`NvmlCollector.suspend` / :meth:`~NvmlCollector.resume`) and initialises it
+  again afterwards, taking fresh handles, so a GPU the reset brought back is read again (and one still lost is
+  reported again).
 
 No GPU was lent to this work: the tests run this code against a stand-in module
 (``tests/agent/nvml_standin.py``) that follows pynvml's documented API (return types, NVMLError codes, the event
@@ -20,6 +24,7 @@ set API); the real library is used unchanged when a GPU is present.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from types import ModuleType
 from typing import Any
@@ -45,6 +50,10 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
+class NvmlSuspended(RuntimeError):
+    """NVML is released for a GPU reset: nothing is read until :meth:`NvmlCollector.resume`."""
+
+
 class NvmlCollector:
     """Reads every GPU once per :meth:`collect`. ``nvml`` is the pynvml module (or a stand-in with its API)."""
 
@@ -63,6 +72,8 @@ class NvmlCollector:
         self.driver_version: str | None = None
         self.gpus_expected = gpus_expected
         self.opened = False
+        self.suspended = False
+        self._lock = threading.Lock()  # collect() runs in a worker thread; suspend() waits for it
         self._skip = tuple(getattr(nvml, c) for c in _SKIP_CODES if hasattr(nvml, c))
         self._lost_code = getattr(nvml, "NVML_ERROR_GPU_IS_LOST", 15)
         self._timeout_code = getattr(nvml, "NVML_ERROR_TIMEOUT", 10)
@@ -72,6 +83,8 @@ class NvmlCollector:
         nv = self.nv
         nv.nvmlInit()
         self.opened = True
+        # fresh handles and verdicts on every (re)initialisation: the old ones do not survive nvmlShutdown
+        self.handles, self.ident, self.lost, self.unsupported = [], [], set(), set()
         self.driver_version = _text(nv.nvmlSystemGetDriverVersion())
         count = int(nv.nvmlDeviceGetCount())
         self.gpus_expected = max(self.gpus_expected or 0, count)
@@ -104,8 +117,22 @@ class NvmlCollector:
             except self.nv.NVMLError:
                 pass
             self.event_set = None
-        self.nv.nvmlShutdown()
         self.opened = False
+        try:
+            self.nv.nvmlShutdown()
+        except self.nv.NVMLError as exc:
+            log.debug("nvmlShutdown: %s", exc)
+
+    def suspend(self) -> None:
+        """Release NVML (waiting for a read in progress) until :meth:`resume`."""
+        with self._lock:
+            self.suspended = True
+            self.close()
+
+    def resume(self) -> None:
+        """The next :meth:`collect` initialises NVML again."""
+        with self._lock:
+            self.suspended = False
 
     @property
     def gpus_by_bus(self) -> dict[str, int]:
@@ -272,7 +299,14 @@ class NvmlCollector:
             return None
 
     def collect(self, now: float | None = None) -> tuple[list[Sample], list[InbandEvent], list[GpuIdentity]]:
-        """(samples, events, present GPUs). A GPU newly found lost yields one ``agent`` event."""
+        """(samples, events, present GPUs). A GPU newly found lost yields one ``agent`` event. Raises
+        :class:`NvmlSuspended` while NVML is released for a GPU reset."""
+        with self._lock:
+            if self.suspended:
+                raise NvmlSuspended("NVML is released while a GPU reset runs")
+            return self._collect(now)
+
+    def _collect(self, now: float | None) -> tuple[list[Sample], list[InbandEvent], list[GpuIdentity]]:
         if not self.opened:
             self.open()
         now = time.time() if now is None else now
