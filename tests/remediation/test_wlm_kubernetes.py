@@ -4,6 +4,7 @@ kube-apiserver can run here)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -417,3 +418,37 @@ current-context: other
         assert st.ours and kube.nodes["gpu-002"]["spec"]["unschedulable"] is True
     finally:
         await wlm.close()
+
+
+async def test_a_silent_server_does_not_starve_the_loops_default_pool() -> None:
+    """Forty calls stuck on a server that never answers hold the adapter's own threads, not the event loop's
+    default pool (which serve's store writes share): work sent there still runs at once."""
+    held: list[asyncio.StreamWriter] = []
+    four = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        if len(held) >= 4:
+            four.set()
+
+    server = await asyncio.start_server(never_answer, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    api = _client(f"http://{HOST}:{port}")
+    wlm = KubernetesManager(api, timeout=3.0, retries=0, threads=4)
+    stuck = [asyncio.create_task(wlm.status(f"gpu-{i:03d}")) for i in range(40)]
+    try:
+        await asyncio.wait_for(four.wait(), 5.0)  # the adapter's four threads are all waiting on the server
+        await asyncio.sleep(0.2)  # (had it more, more connections would come now)
+        name = await asyncio.wait_for(asyncio.to_thread(lambda: threading.current_thread().name), 1.0)
+        assert not name.startswith("redfleet-k8s"), name
+        assert len(held) == 4, "more calls in flight than the adapter's threads"
+        assert not any(t.done() for t in stuck)
+    finally:
+        results = await asyncio.gather(*stuck, return_exceptions=True)
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        await wlm.close()
+        api.close()
+    assert all(isinstance(r, WlmError) and r.retryable for r in results), results[:3]

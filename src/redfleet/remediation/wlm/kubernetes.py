@@ -9,7 +9,8 @@
 * set_verdict: the taint ``redfleet.io/unhealthy=true:NoSchedule`` while unhealthy, and a node condition
   ``RedfleetHealthy`` on the status subresource.
 
-The client is synchronous, so each call runs in a worker thread with ``_request_timeout``; every operation has
+The client is synchronous, so each call runs in one of the adapter's own worker threads (``threads``, not the
+event loop's shared default pool) with ``_request_timeout``; every operation has
 one deadline (``timeout``) across at most ``retries`` extra attempts. Read-modify-write patches (taints) send the
 resourceVersion they read as a precondition and start over on 409, so an operator's concurrent change is never
 overwritten.
@@ -18,10 +19,12 @@ overwritten.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -116,22 +119,29 @@ class KubernetesManager:
     def __init__(self, api_client: k8s.ApiClient | None = None, *, kubeconfig: str | None = None,
                  context: str | None = None, timeout: float = 10.0, retries: int = 3,
                  node_map: NodeMap | None = None, taint_key: str = "redfleet.io/unhealthy",
-                 condition_type: str = "RedfleetHealthy") -> None:
+                 condition_type: str = "RedfleetHealthy", threads: int = 16) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
+        # The adapter's own threads: a hundred workflows draining at once, or an API server that stops answering
+        # (each call then holds its thread until _request_timeout), must not fill the event loop's default pool,
+        # which serve's other blocking work (the store, NVML...) shares.
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="redfleet-k8s")
+        self._threads = threads
         self._timeout = timeout
         self._retries = retries
         self._node_map = node_map
         self.taint_key = taint_key
         self.condition_type = condition_type
         self._owns_client = api_client is None
-        self._api_client = api_client if api_client is not None else self._load_client(kubeconfig, context)
+        self._api_client = api_client if api_client is not None else self._load_client(kubeconfig, context, threads)
         self._core = k8s.CoreV1Api(self._api_client)
 
     @staticmethod
-    def _load_client(kubeconfig: str | None, context: str | None) -> k8s.ApiClient:
+    def _load_client(kubeconfig: str | None, context: str | None, threads: int = 16) -> k8s.ApiClient:
         cfg = k8s.Configuration()
         try:
             if kubeconfig is None and context is None and _in_cluster():
@@ -145,11 +155,13 @@ class KubernetesManager:
                            f"{f' (context {context})' if context else ''}: {exc}", retryable=False) from exc
         # urllib3 would otherwise retry connection errors on its own; the adapter's own bounded loop decides
         cfg.retries = False
+        cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 1, threads)  # a connection per thread
         return k8s.ApiClient(cfg)
 
     async def close(self) -> None:
         if self._owns_client:
-            await asyncio.to_thread(self._api_client.close)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._api_client.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------------------------------ plumbing
     def _k8s_name(self, node: str) -> str:
@@ -178,8 +190,9 @@ class KubernetesManager:
             wait: float | None = None
             try:
                 # wait_for bounds the await even if the thread is stuck somewhere _request_timeout does not reach
+                call = functools.partial(fn, *args, _request_timeout=remaining, **kwargs)
                 return await asyncio.wait_for(
-                    asyncio.to_thread(fn, *args, _request_timeout=remaining, **kwargs), remaining + 0.5)
+                    asyncio.get_running_loop().run_in_executor(self._pool, call), remaining + 0.5)
             except ApiException as exc:
                 if exc.status not in _RETRY_STATUSES or exc.status in no_retry:
                     raise
