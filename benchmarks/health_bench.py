@@ -6,7 +6,9 @@ goes through ``SeriesStore.add_many`` and ``HealthEngine.observe_samples`` + ``o
 a DBE) are injected into a few nodes to time the re-derivation of changed nodes. Memory: the series store is
 filled to its full reach (1 min fine + 10 min coarse) for ``--mem-nodes`` nodes and the bytes per series
 extrapolated to 10,000 nodes; peer: the naive store (a ``deque(maxlen=600)`` of (ts, value) tuples per series,
-10 minutes at full resolution).
+10 minutes at full resolution). BMC sensor polls: ``observe_sensors`` on a DGX-sized poll (503 readings of mixed
+kinds) vs the same readings keyed afresh on every poll (``series.add_many`` + ``observe_samples`` on new label
+dicts, what observe_sensors did before it kept each sensor's key).
 
     python -m benchmarks health_bench [--nodes 10000] [--rounds 8] [--mem-nodes 100] [--out FILE.json]
 """
@@ -28,7 +30,8 @@ from typing import Any
 
 from redfleet.health import HealthEngine
 from redfleet.model.ingest import GpuIdentity
-from redfleet.telemetry.series import SeriesStore
+from redfleet.model.telemetry import Reading, SensorReadings
+from redfleet.telemetry.series import KeyedSample, SeriesStore
 
 GPUS = 8
 # (metric, kind): gauge = changes every second, int = integer gauge (changes every few s), counter = constant
@@ -218,6 +221,35 @@ def bench_memory(nodes: int, seconds: int, seed: int) -> dict[str, Any]:
     }
 
 
+def bench_sensors(nodes: int = 50, polls: int = 1000) -> dict[str, Any]:
+    """CPU per reading of a 503-sensor BMC poll: observe_sensors vs keying every reading afresh."""
+    kinds = (("temperature", "GPU"), ("fan", "Intake"), ("voltage", None), ("power", "PowerSupply"))
+    rows = [Reading.trusted({
+        "id": f"Sensor_{i}", "name": f"Sensor {i}", "kind": kinds[i % 4][0], "value": 40.0 + i % 7, "units": None,
+        "health": "OK", "state": "Enabled", "context": kinds[i % 4][1], "upper_critical": None, "upper_fatal": None,
+        "lower_critical": None, "source": f"/redfish/v1/Chassis/HGX_Chassis_0/Sensors/Sensor_{i}"})
+        for i in range(503)]
+    ours, peer = HealthEngine(series=SeriesStore()), HealthEngine(series=SeriesStore())
+    readings = SensorReadings(bmc="https://127.0.0.1", via="redfish", readings=rows)
+
+    def fresh(node: str, ts: float) -> None:
+        samples = [KeyedSample(f"redfish_{r.kind}", float(r.value or 0.0), ts, None,
+                               {"sensor": r.id, **({"context": r.context} if r.context else {})}) for r in rows]
+        assert peer.series is not None
+        peer.series.add_many(node, samples)
+        peer.observe_samples(node, samples, ts)
+
+    out: dict[str, Any] = {"readings_per_poll": len(rows), "polls": polls}
+    for name, fn in (("observe_sensors", lambda n, t: ours.observe_sensors(n, readings, t)), ("fresh_keys", fresh)):
+        for i in range(nodes):  # first polls: the per-node keys and series are made
+            fn(f"n{i}", 0.0)
+        t0 = time.process_time()
+        for i in range(polls):
+            fn(f"n{i % nodes}", 10.0 + i)
+        out[f"{name}_us_per_reading"] = (time.process_time() - t0) / polls / len(rows) * 1e6
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks health_bench", description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=10_000)
@@ -228,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     mem = bench_memory(args.mem_nodes, args.mem_seconds, args.seed)
+    sens = bench_sensors()
     eng = bench_engine(args.nodes, args.rounds, args.seed)
     per_s = GPUS * len(FIELDS) * 10_000
     print(f"health engine, {args.nodes} nodes x {GPUS} GPUs x {len(FIELDS)} fields at 1 Hz, {args.rounds} s "
@@ -244,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  total                  {eng['cpu_s_per_second_of_telemetry']:.2f} CPU-s per second of telemetry; "
           f"{eng['samples_per_cpu_second']:,.0f} samples per CPU-second "
           f"(10k nodes need {per_s / eng['samples_per_cpu_second']:.1f} cores)")
+    print(f"BMC sensor poll, {sens['readings_per_poll']} readings (a DGX H100), {sens['polls']} polls:")
+    print(f"  observe_sensors        {sens['observe_sensors_us_per_reading']:.2f} us/reading "
+          f"({sens['observe_sensors_us_per_reading'] * sens['readings_per_poll'] / 1000:.2f} ms per poll)")
+    print(f"  peer: keyed per poll   {sens['fresh_keys_us_per_reading']:.2f} us/reading; ratio "
+          f"{sens['fresh_keys_us_per_reading'] / sens['observe_sensors_us_per_reading']:.1f}x")
     print(f"memory, {mem['mem_nodes']} nodes filled for {mem['seconds_filled']} s ({mem['series']:,} series):")
     print(f"  SeriesStore            {mem['series_bytes_per_series']:.0f} B/series -> "
           f"{mem['series_rss_gib_at_10k_nodes']:.2f} GiB at 10k nodes (1 min fine + 10 min coarse; "
@@ -256,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"engine": eng, "memory": mem}, indent=1))
+        args.out.write_text(json.dumps({"engine": eng, "memory": mem, "sensors": sens}, indent=1))
     return 0
 
 

@@ -168,6 +168,31 @@ def test_inlet_temperature_from_bmc_sensors():
         (690.0, 43.0)
 
 
+def test_sensor_rows_as_dicts_or_models_are_judged_alike_every_poll():
+    """observe_sensors keeps each sensor's metric and labels key per node (made on its first poll): the rows may
+    come as Reading models (the collector) or dicts (a stored dump), the series and the rules see the same."""
+    models, dicts = SeriesStore(), SeriesStore()
+    em, ed = HealthEngine(series=models), HealthEngine(series=dicts)
+    for t in range(0, 120, 10):
+        inlet = 24.0 if t < 50 else 43.0
+        rows = [Reading(id="InletTemp", name="Inlet Temp", kind="temperature", value=inlet, context="Intake"),
+                Reading(id="InletTemp", kind="temperature", value=inlet - 1, context="Exhaust"),  # same id
+                Reading(id="PSU1", kind="power", value=400.0 + t, context="PowerSupply")]
+        em.observe_sensors("n", SensorReadings(bmc="https://127.17.0.2", readings=rows), float(t))
+        ed.observe_sensors("n", {"readings": [r.model_dump() for r in rows]}, float(t))
+        em.evaluate(float(t))
+        ed.evaluate(float(t))
+    for store in (models, dicts):
+        assert store.latest("n", "redfish_temperature", labels={"sensor": "InletTemp", "context": "Intake"}) == \
+            (110.0, 43.0)
+        assert store.latest("n", "redfish_temperature", labels={"sensor": "InletTemp", "context": "Exhaust"}) == \
+            (110.0, 42.0)
+        assert store.latest("n", "redfish_power", labels={"sensor": "PSU1", "context": "PowerSupply"}) == \
+            (110.0, 510.0)
+    got = [{(r.rule, r.component, r.since) for r in e.node_health("n").reasons} for e in (em, ed)]
+    assert got[0] == got[1] and ("inlet-temp-critical", "node", 110.0) in got[0], got
+
+
 def test_dimm_ce_storm_counter():
     d = EngineDriver()
     lab = {"dimm": "DIMM_A1"}

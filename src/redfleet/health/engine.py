@@ -61,7 +61,7 @@ from redfleet.health.xid import (
     parse_xid_line,
     recovery_action_of,
 )
-from redfleet.telemetry.series import LabelsKey, SeriesStore, labels_key
+from redfleet.telemetry.series import KeyedSample, LabelsKey, SeriesStore, labels_key
 
 INF = math.inf
 NVME_FIELDS = {  # nvme-cli smart-log keys -> the agent's metric names (redfleet.agent.fields.NVME_METRICS)
@@ -241,6 +241,7 @@ class _Node:
         "refs",
         "scheduled",
         "seen",
+        "sensor_keys",
         "since",
         "state",
         "updated",
@@ -250,6 +251,8 @@ class _Node:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # BMC sensor (id, kind, context) -> (metric, labels, labels key): made once, every poll reads the same ones
+        self.sensor_keys: dict[tuple[Any, str, str], tuple[str, dict[str, str], LabelsKey]] = {}
         self.bmc_ok: bool | None = None
         self.bmc_fail_since: float | None = None
         self.bmc_error: str | None = None
@@ -373,6 +376,7 @@ class HealthEngine:
         self._nodes: dict[str, _Node] = {}
         self._plans: dict[Any, _ColPlan] = {}  # column layout -> which columns the rules read
         self._dirty: set[str] = set()
+        self._label_matches: dict[tuple[str, LabelsKey], bool] = {}  # (metric rule, labels key) -> labels_match
         self._heap: list[tuple[float, str]] = []
         self.evaluated_last = 0  # nodes re-derived by the last evaluate() (incrementality, benchmarks)
         self.evaluated_total = 0
@@ -421,17 +425,26 @@ class HealthEngine:
                     n.refs[(s.metric, s.gpu, labels_key(s.labels))] = float(s.value)
         with_state = n.cond_rules
         gpu_model, node_model = n.gpu_model, n.node_model
+        matches = self._label_matches
         for s in samples:
             rts = by_metric.get(s.metric)
             if rts is None:
                 continue
             labels = s.labels
-            lk = labels_key(labels) if labels else ()
+            lk = s.lk if type(s) is KeyedSample else None
+            if lk is None:
+                lk = labels_key(labels) if labels else ()
             gpu = s.gpu
             value = float(s.value)
             for rt in rts:
-                if rt.label_res and not rt.labels_match(labels or {}):
-                    continue
+                if rt.label_res:
+                    hit = matches.get((rt.rid, lk))
+                    if hit is None:
+                        if len(matches) > 200_000:
+                            matches.clear()
+                        hit = matches[(rt.rid, lk)] = rt.labels_match(labels or {})
+                    if not hit:
+                        continue
                 if rt.stateless and rt.rid not in with_state:  # fast path: a fine value, nothing kept
                     ref = n.refs.get((rt.ref, gpu, lk)) if rt.ref else None
                     if not rt.op(value, rt.threshold(gpu_model.get(gpu, node_model) if gpu is not None
@@ -843,18 +856,30 @@ class HealthEngine:
         samples: list[_S] = []
         comps: dict[str, tuple[str, str, str, float]] = {}
         old = n.comp_health.get("sensors", {})
+        keys = n.sensor_keys
+        # a poll is hundreds of readings (a DGX: ~500): each one's metric name and labels key are made once per
+        # node and sensor, not per poll
+        if len(keys) > 20_000:
+            keys.clear()
         for r in rows:
-            g = r.get if isinstance(r, Mapping) else (lambda k, _r=r: getattr(_r, k, None))
-            rid, kind, value, health = g("id"), g("kind") or "other", g("value"), g("health")
-            name, ctx = g("name") or rid, g("context") or ""
+            if isinstance(r, Mapping):
+                rid, kind, value, health = r.get("id"), r.get("kind") or "other", r.get("value"), r.get("health")
+                ctx, state = r.get("context") or "", r.get("state")
+            else:
+                rid, kind, value, health = r.id, r.kind or "other", r.value, r.health
+                ctx, state = r.context or "", r.state
             if value is not None:
-                lab = {"sensor": str(rid)}
-                if ctx:
-                    lab["context"] = str(ctx)
-                samples.append(_S(f"redfish_{kind}", float(value), ts, None, lab))
+                k = keys.get((rid, kind, ctx))
+                if k is None:
+                    lab = {"sensor": str(rid)}
+                    if ctx:
+                        lab["context"] = str(ctx)
+                    k = keys[(rid, kind, ctx)] = (f"redfish_{kind}", lab, labels_key(lab))
+                samples.append(_S(k[0], float(value), ts, None, k[1], k[2]))
             # The Health of a disabled or absent function says nothing about hardware: AMI MegaRAC reports its
             # disabled power-capping control (PowerControl, State Disabled) as Critical on healthy servers.
-            if health in ("Warning", "Critical") and g("state") not in IGNORED_SENSOR_STATES:
+            if health in ("Warning", "Critical") and state not in IGNORED_SENSOR_STATES:
+                name = (r.get("name") if isinstance(r, Mapping) else r.name) or rid
                 coll = "psu" if kind == "power" and "powersupply" in ctx.lower() else kind
                 comp = f"{'fan' if kind == 'fan' else coll}:{rid}"
                 since = old[comp][3] if comp in old and old[comp][1] == health else ts
@@ -1338,13 +1363,7 @@ class HealthEngine:
         return {name: n.state for name, n in self._nodes.items()}
 
 
-@dataclass(slots=True)
-class _S:
-    metric: str
-    value: float
-    ts: float
-    gpu: int | None
-    labels: dict[str, str]
+_S = KeyedSample
 
 
 def _smart_fields(smart: Any, raw: Any) -> dict[str, Any]:
