@@ -319,6 +319,19 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def collector_workers(pid: int) -> list[int]:
+    """serve's collector worker processes (``--collector-workers``): its spawned children."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def proc_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -367,15 +380,22 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
                "--sensors-interval", str(args.sensors_interval), "--inventory-interval", "86400", "--tls", "insecure"]
         if not args.collect:
             cmd.append("--no-collect")
+        elif args.collector_workers:
+            cmd += ["--collector-workers", str(args.collector_workers)]
+        out["collector_workers"] = args.collector_workers if args.collect else 0
         serve, out["serve_start_s"] = start_serve(cmd, env, url)
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
         # warm-up: every node judged (unknown -> healthy/degraded) before faults
         out["warmup_s"] = warm_up(url, nodes, args.warmup_max, inventories=args.collect and args.settle)
         # steady state: ingest throughput and CPU over a window
+        workers = collector_workers(serve.pid)
         st0, cpu0, w0 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
+        wcpu0 = sum(proc_cpu_s(p) for p in workers)
         time.sleep(args.window)
         st1, cpu1, w1 = http("GET", f"{url}/api/v1/status"), proc_cpu_s(serve.pid), time.monotonic()
+        wcpu1 = sum(proc_cpu_s(p) for p in workers)
+        out["collector_workers_cpu_cores"] = round((wcpu1 - wcpu0) / (w1 - w0), 2)
         samples = st1["samples_total"] - st0["samples_total"]
         cpu = cpu1 - cpu0
         out["ingest_samples_per_s"] = round(samples / (w1 - w0))
@@ -460,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
                     help="with --collect, measure after serve's first inventory of every BMC is written")
     ap.add_argument("--collect", action=argparse.BooleanOptionalAction, default=True, help="poll the BMCs")
+    ap.add_argument("--collector-workers", type=int, default=0,
+                    help="serve polls the BMCs from this many worker processes (their CPU is reported apart)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fleet-out", help=argparse.SUPPRESS)
@@ -479,13 +501,15 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_scale(args, n, Path(tmp))
                 results.append(r)
                 print(json.dumps(r, indent=1), flush=True)
-    print("\nnodes  p50_s   p99_s   vs goal(2 s)  samples/s  samples/cpu-s  serve cores  batches/s (want)  RSS MiB")
+    print("\nnodes  p50_s   p99_s   vs goal(2 s)  samples/s  samples/cpu-s  serve cores (+workers)  "
+          "batches/s (want)  RSS MiB")
     for r in results:
         p99 = r.get("latency_p99_s")
         ratio = f"{GOAL_P99_S / p99:5.1f}x" if p99 else "  n/a"
         print(f"{r['nodes']:>5}  {r.get('latency_p50_s')!s:>6}  {p99!s:>6}  {ratio:>12}  "
               f"{r.get('ingest_samples_per_s', 0):>9}  {r.get('ingest_samples_per_cpu_s')!s:>13}  "
-              f"{r.get('serve_cpu_cores')!s:>11}  {r.get('batches_per_s')!s:>7} ({r.get('expected_batches_per_s')})"
+              f"{r.get('serve_cpu_cores')!s:>11} (+{r.get('collector_workers_cpu_cores', 0)!s})  "
+              f"{r.get('batches_per_s')!s:>7} ({r.get('expected_batches_per_s')})"
               f"  {r.get('rss_mib')!s:>7}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -114,3 +114,43 @@ def test_serve_prints_a_first_admin_token(tmp_path: Path) -> None:
         assert status == 200 and [t["role"] for t in json.loads(body)] == ["admin"]
     finally:
         stop(proc)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_serve_with_collector_workers(tmp_path: Path) -> None:
+    """--collector-workers 2: the BMCs are polled from two worker processes, what they find reaches the API, and
+    stopping serve stops them."""
+    proc, url = start(tmp_path, "--dev-token", "t", "--collector-workers", "2")
+    try:
+        end = time.monotonic() + 60
+        status: dict[str, object] = {}
+        nodes: list[dict[str, object]] = []
+        while time.monotonic() < end:
+            status = json.loads(get(f"{url}/api/v1/status", "t")[1])
+            nodes = json.loads(get(f"{url}/api/v1/nodes", "t")[1])
+            coll = status.get("collector") or {}
+            if isinstance(coll, dict) and coll.get("workers_alive") == 2 and coll.get("failing") == 2 and \
+                    all(n["bmc_reachable"] is False for n in nodes):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"workers did not report the unreachable BMCs: {status}, {nodes}")
+        # (multiprocessing's resource tracker is a child too; it ends with serve on its own)
+        workers = [p for p in children(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, workers
+    finally:
+        out = stop(proc)
+    assert "collected by 2 worker processes" in out, out
+    time.sleep(0.5)
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()], "collector workers outlived serve"

@@ -297,3 +297,43 @@ async def test_newly_bad_component_is_read_again_soon_once(cert_cache: Any) -> N
             assert len(seen) == 3 and st.confirms == 1, (len(seen), st.confirms)
         finally:
             await coll.stop()
+
+
+async def test_worker_processes_poll_their_shares_for_serve(cert_cache: Any) -> None:
+    """``--collector-workers``: each worker process polls its share of the BMCs and sends what it saw to serve's
+    hub; pins made in a worker (trust on first use) land in serve's pin store; refresh() reaches the BMC's worker;
+    a worker that dies is started again; stop() ends them all."""
+    from redfleet.redfish.tls import MemoryPinStore
+    from redfleet.telemetry.collector.shards import ShardedCollector
+
+    async with sim(cert_cache, {"dell": 2, "supermicro": 2, "dgx": 2}, "127.19.9.65") as fleet:
+        rec = Recorder()
+        hub = Hub(None, SeriesStore(), rec)
+        seen = spy_inventories(hub)
+        pins = MemoryPinStore()
+        iv = Intervals(sensors=0.3, inventory=3600.0, retry_min_s=0.2, retry_max_s=1.0, jitter=0.2)
+        targets = targets_from_fleet(fleet.fleet_file())
+        coll = ShardedCollector(hub, targets, workers=2, pin_store=pins, restart_s=0.5, intervals=iv, events=False)
+        names = {t.name for t in targets}
+        coll.start()
+        try:
+            await until(lambda: set(rec.samples) == names, 60, "sensor samples from every BMC")
+            assert {coll.shard_of[n] for n in names} == {0, 1}
+            assert all(ok for _, ok, _ in rec.reach)
+            await until(lambda: coll.summary()["clients"] == 6, 10, "both workers' counters")
+            assert coll.summary()["workers_alive"] == 2
+            assert len(pins.items()) == 6, pins.items()  # every BMC pinned, in serve's store
+            node = sorted(names)[0]
+            before = len(seen)
+            assert coll.refresh(node, ("inventory",)) and not coll.refresh("no-such-node")
+            await until(lambda: len(seen) > before, 20, "inventory asked through the worker")
+            # a worker killed: started again, its BMCs polled again
+            dead = coll.workers[0]
+            mine = [t.name for t in dead.targets]
+            dead.proc.kill()
+            await until(lambda: dead.restarts == 1 and coll.summary()["workers_alive"] == 2, 30, "worker restarted")
+            counts = {n: rec.samples[n] for n in mine}
+            await until(lambda: all(rec.samples[n] > counts[n] for n in mine), 60, "polls after the restart")
+        finally:
+            await coll.stop()
+        assert all(not w.proc.is_alive() for w in coll.workers)

@@ -229,6 +229,7 @@ def create_app(
     persist_interval: float = 0.5,
     tls_mode: str = "pin",
     collector_concurrency: int = 256,
+    collector_workers: int = 0,
     remediation: Any = None,
     wlm: Any = None,
     commands: Any = None,
@@ -266,14 +267,19 @@ def create_app(
                                                tick=remediation_tick, clock=hub.clock)
             app.state.remediation = controller
             await controller.start()
-        collector = None
+        collector: Any = None
         if targets:
             from redfleet.telemetry.collector.poller import Collector
 
-            collector = Collector(hub, targets, intervals=intervals,
-                                  pin_store=store.pin_store() if store is not None else None, tls_mode=tls_mode,
-                                  receiver_url=receiver_url, push_secret=push_secret,
-                                  concurrency=collector_concurrency)
+            opts: dict[str, Any] = {"intervals": intervals, "tls_mode": tls_mode, "receiver_url": receiver_url,
+                                    "push_secret": push_secret, "concurrency": collector_concurrency}
+            pins = store.pin_store() if store is not None else None
+            if collector_workers > 0:
+                from redfleet.telemetry.collector.shards import ShardedCollector
+
+                collector = ShardedCollector(hub, targets, workers=collector_workers, pin_store=pins, **opts)
+            else:
+                collector = Collector(hub, targets, pin_store=pins, **opts)
             app.state.collector = collector
             collector.start()
             if controller is not None:

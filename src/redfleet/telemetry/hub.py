@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from redfleet.model.ingest import IngestBatch, Sample
@@ -197,18 +198,24 @@ class Hub:
 
     # -- out-of-band
 
-    def observe_sensors(self, node: str, readings: SensorReadings, now: float | None = None,
+    def observe_sensors(self, node: str, readings: SensorReadings | Mapping[str, Any], now: float | None = None,
                         power_state: str | None = None) -> int:
         now = self.clock() if now is None else now
         st = self.add_node(node)
         st.last_sensors_at = now
+        # a SensorReadings, or its dict (what a collector worker process sends: {"readings": [{field: value}]})
         if hasattr(self.engine, "observe_sensors"):  # the engine writes the series and judges sensor Health
             self.engine.observe_sensors(node, readings, now)
-            n = sum(1 for r in readings.readings if r.value is not None)
+            if isinstance(readings, Mapping):
+                n = sum(1 for r in readings["readings"] if r["value"] is not None)
+            else:
+                n = sum(1 for r in readings.readings if r.value is not None)
         else:
+            rows: list[Any] = [SimpleNamespace(**r) for r in readings["readings"]] \
+                if isinstance(readings, Mapping) else list(readings.readings)
             samples = [Sample.model_construct(metric=f"redfish_{r.kind}", value=float(r.value), ts=now, gpu=None,
                                               labels={"sensor": r.id, **({"context": r.context} if r.context else {})})
-                       for r in readings.readings if r.value is not None]
+                       for r in rows if r.value is not None]
             if samples:
                 self.series.add_many(node, samples)
                 self.engine.observe_samples(node, samples, now)

@@ -1,0 +1,317 @@
+"""serve's BMC collector spread over worker processes (``redfleet serve --collector-workers N``).
+
+One Python process can poll only so many BMCs: a warm sensor poll costs ~1.7 ms of CPU on average (a DGX H100's
+~500 sensors ~6 ms), so one core holds about 600 polls a second, and 10,000 BMCs polled every 10 s want 1,000.
+With workers, each worker process runs an ordinary :class:`~redfleet.telemetry.collector.poller.Collector` over
+its share of the BMCs (its own event loop, sessions, connections, SSE streams and push subscriptions) and sends
+what it observed to serve in batches over a pipe; serve hands each observation to its hub, where the health
+engine, the series store and the API are, exactly as the in-process collector does.
+
+What crosses the pipe is small and cheap to rebuild: a sensor poll travels as one tuple per reading (id, name,
+kind, value, health, state, context: what the hub and the engine read), not as models. TLS pins are seeded from
+serve's pin store into each worker and a pin a worker makes (trust on first use) comes back to be stored. A worker
+that dies is started again after a pause; its BMCs are polled again from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from redfleet.redfish.fleet import NodeTarget
+from redfleet.redfish.tls import MemoryPinStore, PinStore
+from redfleet.telemetry.hub import Hub
+
+log = logging.getLogger(__name__)
+
+READING_FIELDS = ("id", "name", "kind", "value", "health", "state", "context")
+FLUSH_S = 0.02  # a worker sends what it observed at most this long after it saw it
+SUMMARY_S = 1.0  # and its counters this often
+RESTART_S = 5.0  # a dead worker is started again after this pause
+STOP_S = 10.0  # a stopping worker gets this long to remove its push subscriptions and close its sessions
+
+
+# --- the worker side ---------------------------------------------------------------------------------------------
+
+
+class _Relay:
+    """What a worker's Collector takes for the hub: every observation goes into ``out`` for the next batch."""
+
+    def __init__(self) -> None:
+        self.out: list[tuple[Any, ...]] = []
+
+    def add_node(self, name: str, bmc_url: str | None = None) -> None:
+        pass  # serve's hub knows every node already
+
+    def observe_sensors(self, node: str, readings: Any, power_state: str | None = None) -> None:
+        rows = [(r.id, r.name, r.kind, r.value, r.health, r.state, r.context) for r in readings.readings]
+        self.out.append(("sensors", node, rows, power_state))
+
+    def observe_inventory(self, node: str, inventory: dict[str, Any]) -> None:
+        self.out.append(("inventory", node, inventory))
+
+    def observe_reachability(self, node: str, ok: bool, error: str | None = None) -> None:
+        self.out.append(("reach", node, ok, error))
+
+    def observe_bmc_event(self, node: str, event: dict[str, Any], source: str) -> None:
+        self.out.append(("event", node, event, source))
+
+
+class _RelayedPins(MemoryPinStore):
+    """The worker's pins: seeded from serve's store; a new pin is kept here and sent back to be stored."""
+
+    def __init__(self, pins: dict[str, str], relay: _Relay) -> None:
+        super().__init__(pins)
+        self.relay = relay
+
+    def put(self, bmc: str, fingerprint: str) -> None:
+        super().put(bmc, fingerprint)
+        self.relay.out.append(("pin", bmc, fingerprint))
+
+
+def worker_main(conn: Connection, targets: list[NodeTarget], options: dict[str, Any]) -> None:
+    """A worker process's entry point."""
+    logging.basicConfig(level=options.pop("log_level", logging.WARNING))
+    with contextlib.suppress(KeyboardInterrupt):  # serve's Ctrl-C reaches its workers too: serve stops them
+        asyncio.run(_work(conn, targets, options))
+
+
+async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, Any]) -> None:
+    from redfleet.telemetry.collector.poller import Collector
+
+    loop = asyncio.get_running_loop()
+    relay = _Relay()
+    pins = _RelayedPins(options.pop("pins", {}), relay)
+    coll = Collector(relay, targets, pin_store=pins, **options)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+
+    def on_command() -> None:
+        try:
+            while conn.poll():
+                msg = conn.recv()
+                if msg[0] == "stop":
+                    stop.set()
+                elif msg[0] == "refresh":
+                    coll.refresh(msg[1], tuple(msg[2]))
+        except (EOFError, OSError):  # serve is gone: stop too
+            stop.set()
+
+    def flush() -> None:
+        if relay.out:
+            batch, relay.out = relay.out, []
+            conn.send(batch)
+
+    loop.add_reader(conn.fileno(), on_command)
+    coll.start()
+    next_summary = 0.0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_S)
+            now = time.monotonic()
+            if now >= next_summary:
+                relay.out.append(("summary", coll.summary()))
+                next_summary = now + SUMMARY_S
+            flush()
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass  # serve is gone
+    finally:
+        loop.remove_reader(conn.fileno())
+        await coll.stop()
+        with contextlib.suppress(OSError, ValueError):
+            flush()
+            conn.send([("stopped",)])
+            conn.close()
+
+
+# --- serve's side ------------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    __slots__ = ("conn", "index", "proc", "restarts", "stopped", "summary", "targets")
+
+    def __init__(self, index: int, targets: list[NodeTarget]) -> None:
+        self.index = index
+        self.targets = targets
+        self.proc: Any = None
+        self.conn: Connection | None = None
+        self.summary: dict[str, Any] = {}
+        self.restarts = 0
+        self.stopped = False
+
+
+class ShardedCollector:
+    """The :class:`~redfleet.telemetry.collector.poller.Collector` interface (``start``, ``stop``, ``refresh``,
+    ``summary``) over ``workers`` processes, each polling a share of the BMCs (round-robin)."""
+
+    def __init__(self, hub: Hub, targets: list[NodeTarget], *, workers: int, pin_store: PinStore | None = None,
+                 restart_s: float = RESTART_S, **options: Any) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.hub = hub
+        self.targets = [t for t in targets if not t.is_ipmi]
+        self.pin_store = pin_store
+        self.options = options
+        self.restart_s = restart_s
+        n = max(1, min(workers, len(self.targets)))
+        self.workers = [_Worker(i, self.targets[i::n]) for i in range(n)]
+        self.shard_of = {t.name: w.index for w in self.workers for t in w.targets}
+        self._ctx = multiprocessing.get_context("spawn")  # not fork: serve has threads and a running loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._all_stopped = asyncio.Event()
+        self.applied = 0  # observations handed to the hub
+        for t in self.targets:
+            hub.add_node(t.name, t.url)
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for w in self.workers:
+            self._spawn(w)
+
+    def _spawn(self, w: _Worker) -> None:
+        assert self._loop is not None
+        pins: dict[str, str] = {}
+        if self.pin_store is not None:
+            for t in w.targets:
+                fp = self.pin_store.get(t.url)
+                if fp:
+                    pins[t.url] = fp
+        ours, theirs = self._ctx.Pipe(duplex=True)
+        options = {**self.options, "pins": pins, "log_level": logging.getLogger().getEffectiveLevel()}
+        w.proc = self._ctx.Process(target=worker_main, args=(theirs, w.targets, options),
+                                   name=f"redfleet-collector-{w.index}", daemon=True)
+        w.proc.start()
+        theirs.close()
+        w.conn = ours
+        w.stopped = False
+        self._loop.add_reader(ours.fileno(), self._on_readable, w)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._restarts:
+            t.cancel()
+        for w in self.workers:
+            if w.conn is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    w.conn.send(("stop",))
+        self._check_stopped()
+        with contextlib.suppress(TimeoutError):  # their last batches are read meanwhile (_on_readable)
+            await asyncio.wait_for(self._all_stopped.wait(), STOP_S)
+        for w in self.workers:
+            if w.proc is not None:
+                w.proc.join(2.0)
+                if w.proc.is_alive():
+                    log.warning("collector worker %d did not stop within %g s: terminated", w.index, STOP_S)
+                    w.proc.terminate()
+                    w.proc.join(2.0)
+            self._close(w)
+
+    def _check_stopped(self) -> None:
+        if self._stopping and all(w.stopped or w.conn is None for w in self.workers):
+            self._all_stopped.set()
+
+    def _close(self, w: _Worker) -> None:
+        if w.conn is not None:
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(w.conn.fileno())
+            with contextlib.suppress(OSError):
+                w.conn.close()
+            w.conn = None
+
+    # -- what the workers send
+
+    def _on_readable(self, w: _Worker) -> None:
+        conn = w.conn
+        if conn is None:
+            return
+        try:
+            for _ in range(64):  # a bounded share of the loop per wake-up; the rest on the next
+                if not conn.poll():
+                    return
+                for msg in conn.recv():
+                    self._apply(w, msg)
+        except (EOFError, OSError):
+            self._gone(w)
+
+    def _apply(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        hub = self.hub
+        if kind == "sensors":
+            _, node, rows, power = msg
+            readings = {"readings": [dict(zip(READING_FIELDS, r, strict=True)) for r in rows]}
+            hub.observe_sensors(node, readings, power_state=power)
+        elif kind == "reach":
+            hub.observe_reachability(msg[1], msg[2], error=msg[3])
+        elif kind == "inventory":
+            hub.observe_inventory(msg[1], msg[2])
+        elif kind == "event":
+            hub.observe_bmc_event(msg[1], msg[2], msg[3])
+        elif kind == "pin":
+            if self.pin_store is not None:
+                self.pin_store.put(msg[1], msg[2])
+        elif kind == "summary":
+            w.summary = msg[1]
+            return
+        elif kind == "stopped":
+            w.stopped = True
+            self._check_stopped()
+            return
+        self.applied += 1
+
+    def _gone(self, w: _Worker) -> None:
+        self._close(w)
+        if w.proc is not None:
+            w.proc.join(1.0)
+        if self._stopping or w.stopped:
+            self._check_stopped()
+            return
+        code = w.proc.exitcode if w.proc is not None else None
+        log.error("collector worker %d (%d BMCs) exited (code %s): started again in %g s", w.index,
+                  len(w.targets), code, self.restart_s)
+        w.summary = {}
+
+        async def again() -> None:
+            await asyncio.sleep(self.restart_s)
+            if not self._stopping:
+                w.restarts += 1
+                self._spawn(w)
+
+        assert self._loop is not None
+        task = self._loop.create_task(again())
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    # -- the Collector interface
+
+    def refresh(self, node: str, kinds: tuple[str, ...] = ("sensors", "inventory")) -> bool:
+        i = self.shard_of.get(node)
+        w = self.workers[i] if i is not None else None
+        if w is None or w.conn is None:
+            return False
+        try:
+            w.conn.send(("refresh", node, list(kinds)))
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"nodes": len(self.targets), "clients": 0, "backed_off": 0, "failing": 0,
+                               "throttled": 0, "sse": 0, "push": 0, "in_flight": 0, "max_in_flight": 0}
+        for w in self.workers:
+            for k in out:
+                if k != "nodes" and isinstance(w.summary.get(k), int | float):
+                    out[k] += w.summary[k]
+        out["workers"] = len(self.workers)
+        out["workers_alive"] = sum(1 for w in self.workers if w.proc is not None and w.proc.is_alive())
+        out["worker_restarts"] = sum(w.restarts for w in self.workers)
+        return out
