@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 raise SystemExit(f"--wlm slurm: {why}")
             slurm = LocalSlurm().start([f"node-{i:05d}" for i in range(1, args.nodes + 1)], registered=[])
             cmd += ["--slurm-conf", str(slurm.conf_path)]
-        serve, out["serve_start_s"] = start_serve(cmd, env, url)
+        serve, out["serve_start_s"] = start_serve(cmd, env, url, workdir / "serve.log")
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
         out["warmup_s"] = warm_up(url, args.nodes, args.warmup_max)

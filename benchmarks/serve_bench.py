@@ -272,17 +272,20 @@ def http(method: str, url: str, body: Any = None, token: str | None = TOKEN, tim
         return json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw
 
 
-def start_serve(cmd: list[str], env: dict[str, str], url: str) -> tuple[subprocess.Popen[str], float]:
+def start_serve(cmd: list[str], env: dict[str, str], url: str,
+                log_path: Path) -> tuple[subprocess.Popen[str], float]:
     """Start ``redfleet serve`` and wait until it answers /healthz; (process, seconds it took)."""
     t0 = time.monotonic()
-    serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # its log goes to a file (a pipe nobody reads would stall serve, and its collector workers, once full)
+    log = open(log_path, "w")  # open as long as serve runs
+    serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     for _ in range(1200):
         try:
             http("GET", f"{url}/healthz", token=None, timeout=2)
             break
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if serve.poll() is not None:
-                raise RuntimeError(f"serve exited: {serve.stderr.read() if serve.stderr else ''}") from None
+                raise RuntimeError(f"serve exited: {log_path.read_text()[-3000:]}") from None
             time.sleep(0.25)
     return serve, round(time.monotonic() - t0, 1)
 
@@ -315,7 +318,10 @@ def stop_all(procs: tuple[subprocess.Popen[str] | None, ...], wait: float = 20.0
 
 
 def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # gone (a collector worker that died; serve starts another)
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -383,7 +389,9 @@ def run_scale(args: argparse.Namespace, nodes: int, workdir: Path) -> dict[str, 
         elif args.collector_workers:
             cmd += ["--collector-workers", str(args.collector_workers)]
         out["collector_workers"] = args.collector_workers if args.collect else 0
-        serve, out["serve_start_s"] = start_serve(cmd, env, url)
+        log_path = Path(tempfile.gettempdir()) / f"serve_bench-serve-{nodes}.log"
+        out["serve_log"] = str(log_path)
+        serve, out["serve_start_s"] = start_serve(cmd, env, url, log_path)
         sim.stdin.write(json.dumps({"url": url, "token": TOKEN}) + "\n")
         sim.stdin.flush()
         # warm-up: every node judged (unknown -> healthy/degraded) before faults

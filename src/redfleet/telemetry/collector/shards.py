@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -193,7 +194,11 @@ class ShardedCollector:
         theirs.close()
         w.conn = ours
         w.stopped = False
-        self._loop.add_reader(ours.fileno(), self._on_readable, w)
+        # A thread per worker reads its pipe with blocking recv() and hands each batch to the loop. (The loop's own
+        # add_reader would not do: uvloop, which uvicorn uses, makes the fd non-blocking, and a batch larger than
+        # the pipe's buffer then fails half-read.)
+        threading.Thread(target=self._read, args=(w, ours), name=f"redfleet-collector-{w.index}-reader",
+                         daemon=True).start()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -204,7 +209,7 @@ class ShardedCollector:
                 with contextlib.suppress(OSError, ValueError):
                     w.conn.send(("stop",))
         self._check_stopped()
-        with contextlib.suppress(TimeoutError):  # their last batches are read meanwhile (_on_readable)
+        with contextlib.suppress(TimeoutError):  # their last batches are read meanwhile (_read)
             await asyncio.wait_for(self._all_stopped.wait(), STOP_S)
         for w in self.workers:
             if w.proc is not None:
@@ -221,27 +226,30 @@ class ShardedCollector:
 
     def _close(self, w: _Worker) -> None:
         if w.conn is not None:
-            if self._loop is not None:
-                with contextlib.suppress(Exception):
-                    self._loop.remove_reader(w.conn.fileno())
             with contextlib.suppress(OSError):
                 w.conn.close()
             w.conn = None
 
     # -- what the workers send
 
-    def _on_readable(self, w: _Worker) -> None:
-        conn = w.conn
-        if conn is None:
-            return
+    def _read(self, w: _Worker, conn: Connection) -> None:
+        """Reader thread: batches to the loop until the worker's end closes."""
+        loop = self._loop
+        assert loop is not None
         try:
-            for _ in range(64):  # a bounded share of the loop per wake-up; the rest on the next
-                if not conn.poll():
-                    return
-                for msg in conn.recv():
-                    self._apply(w, msg)
+            while True:
+                batch = conn.recv()
+                loop.call_soon_threadsafe(self._on_batch, w, conn, batch)
         except (EOFError, OSError):
-            self._gone(w)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: serve is gone
+                loop.call_soon_threadsafe(self._gone, w, conn)
+
+    def _on_batch(self, w: _Worker, conn: Connection, batch: list[tuple[Any, ...]]) -> None:
+        for msg in batch:
+            try:
+                self._apply(w, msg)
+            except Exception:  # one bad observation must not lose the rest of the batch
+                log.exception("collector worker %d: applying %s failed", w.index, msg[0])
 
     def _apply(self, w: _Worker, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -268,7 +276,9 @@ class ShardedCollector:
             return
         self.applied += 1
 
-    def _gone(self, w: _Worker) -> None:
+    def _gone(self, w: _Worker, conn: Connection) -> None:
+        if conn is not w.conn:
+            return  # an earlier process of this worker
         self._close(w)
         if w.proc is not None:
             w.proc.join(1.0)
