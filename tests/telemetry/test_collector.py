@@ -337,3 +337,33 @@ async def test_worker_processes_poll_their_shares_for_serve(cert_cache: Any) -> 
         finally:
             await coll.stop()
         assert all(not w.proc.is_alive() for w in coll.workers)
+
+
+def test_worker_batches_cross_whole_under_uvloop(cert_cache: Any) -> None:
+    """uvicorn runs serve on uvloop, which turns a watched fd non-blocking: a worker's batch larger than the pipe's
+    buffer (here a second of DGX sensor polls, ~45 KB each, as a start-up burst of inventories is in serve) must
+    still arrive whole, the worker kept."""
+    uvloop = pytest.importorskip("uvloop")
+    from redfleet.telemetry.collector.shards import ShardedCollector
+
+    async def main() -> None:
+        async with sim(cert_cache, {"dgx": 2}, "127.19.9.97") as fleet:
+            rec = Recorder()
+            hub = Hub(None, SeriesStore(), rec)
+            seen = spy_inventories(hub)
+            targets = targets_from_fleet(fleet.fleet_file())
+            coll = ShardedCollector(hub, targets, workers=1, restart_s=0.2, events=False, flush_s=1.0,
+                                    intervals=Intervals(sensors=0.05, inventory=3600.0))
+            coll.start()
+            try:
+                await until(lambda: len(rec.samples) == 2, 60, "first sensor polls")
+                for t in targets:
+                    coll.refresh(t.name, ("inventory",))
+                await until(lambda: len(seen) >= 2, 30, "both inventories")
+                await until(lambda: sum(rec.samples.values()) > 20 * 503, 30, "a few batches of sensor polls")
+                assert coll.workers[0].biggest > 512 * 1024, coll.workers[0].biggest  # past a pipe's buffer
+                assert coll.workers[0].restarts == 0 and coll.workers[0].conn is not None
+            finally:
+                await coll.stop()
+
+    uvloop.run(main())

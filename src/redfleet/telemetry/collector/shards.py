@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -88,6 +89,7 @@ async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, 
     loop = asyncio.get_running_loop()
     relay = _Relay()
     pins = _RelayedPins(options.pop("pins", {}), relay)
+    flush_s = float(options.pop("flush_s", FLUSH_S))
     coll = Collector(relay, targets, pin_store=pins, **options)  # type: ignore[arg-type]
     stop = asyncio.Event()
 
@@ -113,7 +115,7 @@ async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, 
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_S)
+                await asyncio.wait_for(stop.wait(), flush_s)
             now = time.monotonic()
             if now >= next_summary:
                 relay.out.append(("summary", coll.summary()))
@@ -134,7 +136,7 @@ async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, 
 
 
 class _Worker:
-    __slots__ = ("conn", "index", "proc", "restarts", "stopped", "summary", "targets")
+    __slots__ = ("biggest", "conn", "index", "proc", "restarts", "stopped", "summary", "targets")
 
     def __init__(self, index: int, targets: list[NodeTarget]) -> None:
         self.index = index
@@ -144,6 +146,7 @@ class _Worker:
         self.summary: dict[str, Any] = {}
         self.restarts = 0
         self.stopped = False
+        self.biggest = 0  # bytes of the largest batch received
 
 
 class ShardedCollector:
@@ -151,13 +154,13 @@ class ShardedCollector:
     ``summary``) over ``workers`` processes, each polling a share of the BMCs (round-robin)."""
 
     def __init__(self, hub: Hub, targets: list[NodeTarget], *, workers: int, pin_store: PinStore | None = None,
-                 restart_s: float = RESTART_S, **options: Any) -> None:
+                 restart_s: float = RESTART_S, flush_s: float = FLUSH_S, **options: Any) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.hub = hub
         self.targets = [t for t in targets if not t.is_ipmi]
         self.pin_store = pin_store
-        self.options = options
+        self.options = {**options, "flush_s": flush_s}
         self.restart_s = restart_s
         n = max(1, min(workers, len(self.targets)))
         self.workers = [_Worker(i, self.targets[i::n]) for i in range(n)]
@@ -238,8 +241,10 @@ class ShardedCollector:
         assert loop is not None
         try:
             while True:
-                batch = conn.recv()
-                loop.call_soon_threadsafe(self._on_batch, w, conn, batch)
+                data = conn.recv_bytes()
+                if len(data) > w.biggest:
+                    w.biggest = len(data)
+                loop.call_soon_threadsafe(self._on_batch, w, conn, pickle.loads(data))
         except (EOFError, OSError):
             with contextlib.suppress(RuntimeError):  # the loop is closed: serve is gone
                 loop.call_soon_threadsafe(self._gone, w, conn)
@@ -324,4 +329,5 @@ class ShardedCollector:
         out["workers"] = len(self.workers)
         out["workers_alive"] = sum(1 for w in self.workers if w.proc is not None and w.proc.is_alive())
         out["worker_restarts"] = sum(w.restarts for w in self.workers)
+        out["largest_batch_bytes"] = max((w.biggest for w in self.workers), default=0)
         return out
