@@ -961,6 +961,11 @@ class StorePinStore:
         with self._lock:
             self._cache = {origin: fp for origin, fp in rows if fp}
 
+    def items(self) -> dict[str, str]:
+        """The pins in memory (as of the last :meth:`refresh` and this process's own writes), by origin."""
+        with self._lock:
+            return dict(self._cache)
+
     def get(self, bmc: str) -> str | None:
         key = endpoint_origin(bmc)
         with self._lock:

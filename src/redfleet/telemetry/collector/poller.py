@@ -53,6 +53,9 @@ class Intervals:
     # the component-health rules: a GPU's Health rolls up its temperature, so a read that lands in a short thermal
     # blip says Critical, and without a second look it would stand until the next hourly inventory.
     confirm_s: float = 30.0
+    # The pins are read again from their store this often: a certificate an operator accepted elsewhere (redfleet
+    # fleet accept-cert, another process) is used without restarting serve.
+    pins_s: float = 30.0
 
 
 @dataclass
@@ -73,6 +76,7 @@ class NodeCollectState:
     bad_parts: frozenset[str] = frozenset()  # components Warning/Critical (or GPU Absent) in the last inventory
     confirm: bool = False  # the last inventory showed a newly bad component: read it again after confirm_s
     confirms: int = 0  # confirmation reads scheduled
+    pending_cert: str | None = None  # the changed certificate last recorded for an operator
 
 
 _PART_LISTS = ("gpus", "cpus", "memory", "drives", "nics", "psus", "fans")
@@ -142,6 +146,31 @@ class Collector:
         raise_open_files(len(self.targets) * 3 + 1024)
         for t in self.targets:
             self._tasks.append(asyncio.create_task(self._node_loop(self.state[t.name]), name=f"poll:{t.name}"))
+        if hasattr(self.pin_store, "refresh"):
+            self._tasks.append(asyncio.create_task(self._refresh_pins(), name="pins"))
+
+    async def _refresh_pins(self) -> None:
+        while True:
+            await asyncio.sleep(self.iv.pins_s)
+            try:
+                await asyncio.to_thread(self.pin_store.refresh)  # type: ignore[union-attr]
+            except Exception as exc:  # the store is busy or gone: the pins in memory stay
+                log.warning("re-reading the TLS pins failed: %s", exc)
+
+    async def _certificate_changed(self, st: NodeCollectState, exc: RedfishError) -> None:
+        """A BMC presents a certificate other than its pin: the new one waits in the pin store for an operator
+        (``redfleet fleet accept-cert``), who sees it listed; once accepted, the next poll uses it."""
+        presented = getattr(exc, "presented", None)
+        record = getattr(self.pin_store, "record_pending", None)
+        if not presented or record is None or st.pending_cert == presented:
+            return
+        name = st.target.name
+        try:
+            if await asyncio.to_thread(record, exc.bmc or st.target.url, presented):
+                log.warning("%s: %s; waiting for an operator: redfleet fleet accept-cert %s", name, exc.message, name)
+            st.pending_cert = presented
+        except Exception as err:
+            log.warning("%s: recording the changed certificate failed: %s", name, err)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -281,6 +310,8 @@ class Collector:
                     st.factor = min(self.iv.max_backoff, st.factor * self.iv.backoff)
                     st.retry_after = retry_after(exc)
                     return False  # reachable, only busy: no reachability change
+                if exc.kind == "certificate-changed":
+                    await self._certificate_changed(st, exc)
                 if exc.kind in ("unreachable", "timeout", "tls", "certificate-changed", "malformed", "auth",
                                 "session-limit"):
                     await self._drop_client(name)

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from redfleet.redfish.fleet import NodeTarget
-from redfleet.redfish.tls import MemoryPinStore, PinStore
+from redfleet.redfish.tls import MemoryPinStore, PinStore, bmc_key
 from redfleet.telemetry.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,16 @@ class _RelayedPins(MemoryPinStore):
         super().put(bmc, fingerprint)
         self.relay.out.append(("pin", bmc, fingerprint))
 
+    def record_pending(self, bmc: str, presented: str) -> bool:
+        """A changed certificate, for serve to record for an operator (serve's store says whether it is new)."""
+        self.relay.out.append(("pending", bmc, presented))
+        return True
+
+    def update(self, pins: dict[str, str]) -> None:
+        """Pins serve re-read from its store (an operator accepted a certificate): used from the next connection."""
+        for bmc, fp in pins.items():
+            MemoryPinStore.put(self, bmc, fp)
+
 
 def worker_main(conn: Connection, targets: list[NodeTarget], options: dict[str, Any]) -> None:
     """A worker process's entry point."""
@@ -101,6 +111,8 @@ async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, 
                     stop.set()
                 elif msg[0] == "refresh":
                     coll.refresh(msg[1], tuple(msg[2]))
+                elif msg[0] == "pins":
+                    pins.update(msg[1])
         except (EOFError, OSError):  # serve is gone: stop too
             stop.set()
 
@@ -135,8 +147,13 @@ async def _work(conn: Connection, targets: list[NodeTarget], options: dict[str, 
 # --- serve's side ------------------------------------------------------------------------------------------------
 
 
+def _log_failure(fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("recording a changed certificate failed: %s", fut.exception())
+
+
 class _Worker:
-    __slots__ = ("biggest", "conn", "index", "proc", "restarts", "stopped", "summary", "targets")
+    __slots__ = ("biggest", "conn", "index", "pins", "proc", "restarts", "stopped", "summary", "targets")
 
     def __init__(self, index: int, targets: list[NodeTarget]) -> None:
         self.index = index
@@ -147,6 +164,7 @@ class _Worker:
         self.restarts = 0
         self.stopped = False
         self.biggest = 0  # bytes of the largest batch received
+        self.pins: dict[str, str] = {}  # what the worker was given or told, by target URL
 
 
 class ShardedCollector:
@@ -180,15 +198,45 @@ class ShardedCollector:
         self._loop = asyncio.get_running_loop()
         for w in self.workers:
             self._spawn(w)
+        if hasattr(self.pin_store, "refresh"):
+            task = self._loop.create_task(self._refresh_pins(), name="pins")
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    def _pins_for(self, w: _Worker) -> dict[str, str]:
+        """The pins of a worker's BMCs, by target URL (from memory where the store offers it: no query per BMC)."""
+        store = self.pin_store
+        if store is None:
+            return {}
+        items = getattr(store, "items", None)
+        if items is not None:
+            known = items()
+            return {t.url: fp for t in w.targets if (fp := known.get(bmc_key(t.url)))}
+        return {t.url: fp for t in w.targets if (fp := store.get(t.url))}
+
+    async def _refresh_pins(self) -> None:
+        """Re-read the pins every ``intervals.pins_s`` and send each worker what changed for its BMCs."""
+        iv = self.options.get("intervals")
+        every = float(getattr(iv, "pins_s", 30.0))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.pin_store.refresh)  # type: ignore[union-attr]
+            except Exception as exc:
+                log.warning("re-reading the TLS pins failed: %s", exc)
+                continue
+            for w in self.workers:
+                now = self._pins_for(w)
+                changed = {u: fp for u, fp in now.items() if w.pins.get(u) != fp}
+                if changed and w.conn is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        w.conn.send(("pins", changed))
+                        w.pins.update(changed)
 
     def _spawn(self, w: _Worker) -> None:
         assert self._loop is not None
-        pins: dict[str, str] = {}
-        if self.pin_store is not None:
-            for t in w.targets:
-                fp = self.pin_store.get(t.url)
-                if fp:
-                    pins[t.url] = fp
+        pins = self._pins_for(w)
+        w.pins = dict(pins)
         ours, theirs = self._ctx.Pipe(duplex=True)
         options = {**self.options, "pins": pins, "log_level": logging.getLogger().getEffectiveLevel()}
         w.proc = self._ctx.Process(target=worker_main, args=(theirs, w.targets, options),
@@ -272,6 +320,11 @@ class ShardedCollector:
         elif kind == "pin":
             if self.pin_store is not None:
                 self.pin_store.put(msg[1], msg[2])
+                w.pins[msg[1]] = msg[2]
+        elif kind == "pending":
+            record = getattr(self.pin_store, "record_pending", None)
+            if record is not None and self._loop is not None:
+                self._loop.run_in_executor(None, record, msg[1], msg[2]).add_done_callback(_log_failure)
         elif kind == "summary":
             w.summary = msg[1]
             return
