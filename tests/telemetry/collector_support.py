@@ -3,7 +3,20 @@ the rules)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
+
+
+async def until(pred: Any, limit: float = 15.0, what: str = "condition") -> Any:
+    """pred()'s first truthy value, polled every 50 ms for up to ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met within {limit} s")
 
 
 class Recorder:

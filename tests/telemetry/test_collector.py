@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from collector_support import Recorder
+from collector_support import Recorder, until
 
 from redfleet.redfish.fleet import targets_from_fleet
 from redfleet.sim import SimConfig, SimFleet
@@ -34,16 +34,6 @@ async def sim(cert_cache: Any, mix: dict[str, int], base: str, **kw: Any) -> Asy
     cfg = SimConfig(mix=mix, port=0, base_address=base, time_scale=60.0, cache_dir=cert_cache, seed=4, **kw)
     async with SimFleet(cfg) as fleet:
         yield fleet
-
-
-async def until(pred: Any, limit: float = 15.0, what: str = "condition") -> Any:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met within {limit} s")
 
 
 def make(fleet: SimFleet, **iv: Any) -> tuple[Hub, Recorder, Collector]:

@@ -5,13 +5,11 @@ collector workers."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_support import Recorder
+from collector_support import Recorder, until
 from cryptography.fernet import Fernet
 
 from redfleet.sim import SimConfig, SimFleet
@@ -25,14 +23,6 @@ from redfleet.telemetry.series import SeriesStore
 pytestmark = pytest.mark.timeout(120)
 
 
-async def until(pred: Any, limit: float, what: str) -> Any:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met within {limit} s")
 
 
 @pytest.mark.parametrize("workers", [0, 2])
