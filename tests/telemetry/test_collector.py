@@ -279,7 +279,7 @@ async def test_newly_bad_component_is_read_again_soon_once(cert_cache: Any) -> N
             fleet.dynamics.inject(node, "xid", gpu=2, xid=48)  # type: ignore[union-attr]
             coll.refresh(node, ("inventory",))
             await until(lambda: len(seen) >= 2, 10, "inventory after the fault")
-            assert any(p.startswith("gpus:") for p in st.bad_parts), st.bad_parts
+            assert any(p.startswith("gpu:") for p in st.bad_parts), st.bad_parts
             # no refresh: the collector looks again by itself
             await until(lambda: len(seen) >= 3, 10, "confirmation read")
             assert st.confirms == 1

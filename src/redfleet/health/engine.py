@@ -344,6 +344,27 @@ class _ColPlan:
 
 # --- the engine ------------------------------------------------------------------------------------------------
 
+INVENTORY_PARTS = {"fans": "fan", "psus": "psu", "memory": "dimm", "drives": "drive", "gpus": "gpu", "cpus": "cpu",
+                   "nics": "nic"}  # inventory list -> component kind
+
+
+def inventory_problems(inventory: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """Component (``gpu:GPU_SXM_3``) -> (inventory list, Health, name) for every inventory item the BMC reports
+    Warning or Critical; a GPU that is Absent counts as Critical."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for coll, kind in INVENTORY_PARTS.items():
+        for item in inventory.get(coll) or []:
+            if not isinstance(item, Mapping):
+                continue
+            health = item.get("health")
+            if coll == "gpus" and str(item.get("state") or "") == "Absent":
+                health = "Critical"
+            if health in ("Warning", "Critical"):
+                out[f"{kind}:{item.get('id') or item.get('name')}"] = (coll, str(health),
+                                                                       str(item.get("name") or item.get("id")))
+    return out
+
+
 
 class HealthEngine:
     def __init__(self, rules: Iterable[Any] | None = None, series: SeriesStore | None = None,
@@ -824,24 +845,14 @@ class HealthEngine:
         """An inventory (``redfleet.model.inventory`` dump): component Health, GPU models, power state."""
         n = self._node(node)
         n.seen = True
-        comps: dict[str, tuple[str, str, str, float]] = {}
         old = n.comp_health.get("inventory", {})
-        kinds = {"fans": "fan", "psus": "psu", "memory": "dimm", "drives": "drive", "gpus": "gpu", "cpus": "cpu",
-                 "nics": "nic"}
-        for coll, kind in kinds.items():
-            for item in inventory.get(coll) or []:
-                if not isinstance(item, Mapping):
-                    continue
-                health = item.get("health")
-                if coll == "gpus" and str(item.get("state") or "") == "Absent":
-                    health = "Critical"
-                if coll == "gpus" and item.get("model") and not n.node_model:
-                    n.node_model = str(item["model"])
-                if health not in ("Warning", "Critical"):
-                    continue
-                comp = f"{kind}:{item.get('id') or item.get('name')}"
-                since = old[comp][3] if comp in old and old[comp][1] == health else ts
-                comps[comp] = (coll, str(health), str(item.get("name") or item.get("id")), since)
+        comps: dict[str, tuple[str, str, str, float]] = {}
+        for comp, (coll, health, name) in inventory_problems(inventory).items():
+            since = old[comp][3] if comp in old and old[comp][1] == health else ts
+            comps[comp] = (coll, health, name, since)
+        if not n.node_model:
+            n.node_model = next((str(g["model"]) for g in inventory.get("gpus") or []
+                                 if isinstance(g, Mapping) and g.get("model")), None)
         for sysd in inventory.get("systems") or []:
             if isinstance(sysd, Mapping) and sysd.get("power_state"):
                 n.power = str(sysd["power_state"])

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redfleet.health.engine import inventory_problems
 from redfleet.redfish import RedfishClient, RetryPolicy, Timeouts, collect_inventory, power_state, read_sensors
 from redfleet.redfish.errors import RedfishError
 from redfleet.redfish.fleet import NodeTarget, raise_open_files
@@ -73,24 +74,10 @@ class NodeCollectState:
     retry_after: float | None = None  # the BMC's last Retry-After (throttled)
     subscriptions_made: int = 0  # push subscriptions created (first one + recreations)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by Collector.refresh
-    bad_parts: frozenset[str] = frozenset()  # components Warning/Critical (or GPU Absent) in the last inventory
+    bad_parts: frozenset[str] = frozenset()  # components the last inventory showed bad (inventory_problems)
     confirm: bool = False  # the last inventory showed a newly bad component: read it again after confirm_s
     confirms: int = 0  # confirmation reads scheduled
     pending_cert: str | None = None  # the changed certificate last recorded for an operator
-
-
-_PART_LISTS = ("gpus", "cpus", "memory", "drives", "nics", "psus", "fans")
-
-
-def bad_parts(inventory: dict[str, Any]) -> frozenset[str]:
-    """``list:id`` of every inventory item whose Health is Warning or Critical (or a GPU that is Absent)."""
-    out = set()
-    for coll in _PART_LISTS:
-        for item in inventory.get(coll) or []:
-            if isinstance(item, dict) and (item.get("health") in ("Warning", "Critical")
-                                           or (coll == "gpus" and item.get("state") == "Absent")):
-                out.add(f"{coll}:{item.get('id') or item.get('name')}")
-    return frozenset(out)
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -295,7 +282,7 @@ class Collector:
                         # hour later (serve's RSS grew by ~1 GB at 1,000 BMCs). Sensor polls re-plan once after it.
                         c.forget()
                     dump = inv.model_dump(mode="json")
-                    bad = bad_parts(dump)
+                    bad = frozenset(inventory_problems(dump))
                     st.confirm = bool(bad - st.bad_parts)
                     st.bad_parts = bad
                     self.hub.observe_inventory(name, dump)
