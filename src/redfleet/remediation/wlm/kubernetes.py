@@ -130,7 +130,6 @@ class KubernetesManager:
         # (each call then holds its thread until _request_timeout), must not fill the event loop's default pool,
         # which serve's other blocking work (the store, NVML...) shares.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="redfleet-k8s")
-        self._threads = threads
         self._timeout = timeout
         self._retries = retries
         self._node_map = node_map

@@ -80,6 +80,17 @@ class NodeCollectState:
     pending_cert: str | None = None  # the changed certificate last recorded for an operator
 
 
+async def reread_pins(pin_store: Any) -> bool:
+    """The pin store's ``refresh()`` (in a thread); False, logged, when the store is busy or gone (the pins in
+    memory stay)."""
+    try:
+        await asyncio.to_thread(pin_store.refresh)
+    except Exception as exc:
+        log.warning("re-reading the TLS pins failed: %s", exc)
+        return False
+    return True
+
+
 def retry_after(exc: BaseException) -> float | None:
     m = _RETRY_AFTER.search(str(exc))
     return float(m.group(1)) if m else None
@@ -139,10 +150,7 @@ class Collector:
     async def _refresh_pins(self) -> None:
         while True:
             await asyncio.sleep(self.iv.pins_s)
-            try:
-                await asyncio.to_thread(self.pin_store.refresh)  # type: ignore[union-attr]
-            except Exception as exc:  # the store is busy or gone: the pins in memory stay
-                log.warning("re-reading the TLS pins failed: %s", exc)
+            await reread_pins(self.pin_store)
 
     async def _certificate_changed(self, st: NodeCollectState, exc: RedfishError) -> None:
         """A BMC presents a certificate other than its pin: the new one waits in the pin store for an operator

@@ -27,6 +27,7 @@ from typing import Any
 
 from redfleet.redfish.fleet import NodeTarget
 from redfleet.redfish.tls import MemoryPinStore, PinStore, bmc_key
+from redfleet.telemetry.collector.poller import reread_pins
 from redfleet.telemetry.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class _Worker:
         self.restarts = 0
         self.stopped = False
         self.biggest = 0  # bytes of the largest batch received
-        self.pins: dict[str, str] = {}  # what the worker was given or told, by target URL
+        self.pins: dict[str, str] = {}  # what the worker was given, told or sent back, by pin key
 
 
 class ShardedCollector:
@@ -188,7 +189,6 @@ class ShardedCollector:
         self._restarts: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._all_stopped = asyncio.Event()
-        self.applied = 0  # observations handed to the hub
         for t in self.targets:
             hub.add_node(t.name, t.url)
 
@@ -204,15 +204,17 @@ class ShardedCollector:
             task.add_done_callback(self._restarts.discard)
 
     def _pins_for(self, w: _Worker) -> dict[str, str]:
-        """The pins of a worker's BMCs, by target URL (from memory where the store offers it: no query per BMC)."""
+        """The pins of a worker's BMCs, by pin key (``bmc_key``: what the client and the pin stores key them by),
+        from memory where the store offers it (no query per BMC)."""
         store = self.pin_store
         if store is None:
             return {}
+        keys = [bmc_key(t.url) for t in w.targets]
         items = getattr(store, "items", None)
         if items is not None:
             known = items()
-            return {t.url: fp for t in w.targets if (fp := known.get(bmc_key(t.url)))}
-        return {t.url: fp for t in w.targets if (fp := store.get(t.url))}
+            return {k: fp for k in keys if (fp := known.get(k))}
+        return {k: fp for k in keys if (fp := store.get(k))}
 
     async def _refresh_pins(self) -> None:
         """Re-read the pins every ``intervals.pins_s`` and send each worker what changed for its BMCs."""
@@ -220,10 +222,7 @@ class ShardedCollector:
         every = float(getattr(iv, "pins_s", 30.0))
         while True:
             await asyncio.sleep(every)
-            try:
-                await asyncio.to_thread(self.pin_store.refresh)  # type: ignore[union-attr]
-            except Exception as exc:
-                log.warning("re-reading the TLS pins failed: %s", exc)
+            if not await reread_pins(self.pin_store):
                 continue
             for w in self.workers:
                 now = self._pins_for(w)
@@ -292,12 +291,12 @@ class ShardedCollector:
                 data = conn.recv_bytes()
                 if len(data) > w.biggest:
                     w.biggest = len(data)
-                loop.call_soon_threadsafe(self._on_batch, w, conn, pickle.loads(data))
+                loop.call_soon_threadsafe(self._on_batch, w, pickle.loads(data))
         except (EOFError, OSError):
             with contextlib.suppress(RuntimeError):  # the loop is closed: serve is gone
                 loop.call_soon_threadsafe(self._gone, w, conn)
 
-    def _on_batch(self, w: _Worker, conn: Connection, batch: list[tuple[Any, ...]]) -> None:
+    def _on_batch(self, w: _Worker, batch: list[tuple[Any, ...]]) -> None:
         for msg in batch:
             try:
                 self._apply(w, msg)
@@ -320,19 +319,16 @@ class ShardedCollector:
         elif kind == "pin":
             if self.pin_store is not None:
                 self.pin_store.put(msg[1], msg[2])
-                w.pins[msg[1]] = msg[2]
+                w.pins[bmc_key(msg[1])] = msg[2]
         elif kind == "pending":
             record = getattr(self.pin_store, "record_pending", None)
             if record is not None and self._loop is not None:
                 self._loop.run_in_executor(None, record, msg[1], msg[2]).add_done_callback(_log_failure)
         elif kind == "summary":
             w.summary = msg[1]
-            return
         elif kind == "stopped":
             w.stopped = True
             self._check_stopped()
-            return
-        self.applied += 1
 
     def _gone(self, w: _Worker, conn: Connection) -> None:
         if conn is not w.conn:
