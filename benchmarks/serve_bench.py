@@ -276,9 +276,10 @@ def start_serve(cmd: list[str], env: dict[str, str], url: str,
                 log_path: Path) -> tuple[subprocess.Popen[str], float]:
     """Start ``redfleet serve`` and wait until it answers /healthz; (process, seconds it took)."""
     t0 = time.monotonic()
-    # its log goes to a file (a pipe nobody reads would stall serve, and its collector workers, once full)
-    log = open(log_path, "w")  # open as long as serve runs
-    serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    # its log goes to a file (a pipe nobody reads would stall serve, and its collector workers, once full); the
+    # child keeps its own descriptor
+    with open(log_path, "w") as log:
+        serve = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     for _ in range(1200):
         try:
             http("GET", f"{url}/healthz", token=None, timeout=2)
