@@ -232,13 +232,16 @@ class Demo:
             async with SimFeeder(base, token, fleet=fleet, interval=1.0) as feeder:
                 feed_task = asyncio.create_task(feeder.run(stop))
                 try:
-                    await self._watch(fleet, base, token, serve_task)
+                    await self._watch(fleet, base, token, serve_task, server)
                 finally:
                     stop.set()
                     await asyncio.wait_for(feed_task, 10)
         finally:
             server.should_exit = True
-            await asyncio.wait_for(serve_task, 15)
+            try:
+                await asyncio.wait_for(serve_task, 15)
+            except TimeoutError:
+                c.print("[red]the control plane did not finish shutting down within 15 s; stopped anyway[/]")
 
     def _inject_next(self, fleet: SimFleet, rng: random.Random, names: list[str]) -> None:
         dyn = fleet.dynamics if isinstance(fleet.dynamics, FleetDyn) else None
@@ -260,7 +263,8 @@ class Demo:
         self.console.print(f"[yellow]⚡ injected[/] {fault.kind}{' ' + str(spec['xid']) if 'xid' in spec else ''}"
                            f" on {node}")
 
-    async def _watch(self, fleet: SimFleet, base: str, token: str, serve_task: asyncio.Task[Any]) -> None:
+    async def _watch(self, fleet: SimFleet, base: str, token: str, serve_task: asyncio.Task[Any],
+                     server: uvicorn.Server) -> None:
         o = self.opts
         c = self.console
         rng = random.Random(o.seed)
@@ -272,7 +276,10 @@ class Demo:
         headers = {"Authorization": f"Bearer {token}"}
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
-            while (deadline is None or time.monotonic() < deadline) and not serve_task.done():
+            # Ctrl-C reaches uvicorn's handler (should_exit): stop watching at once, not when serve has finished
+            # shutting down (which waits for in-flight work)
+            while (deadline is None or time.monotonic() < deadline) and not serve_task.done() \
+                    and not server.should_exit:
                 if time.monotonic() >= next_fault:
                     self._inject_next(fleet, rng, names)
                     next_fault = time.monotonic() + o.fault_every
